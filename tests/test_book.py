@@ -1,0 +1,195 @@
+"""The rendered book, as a reader meets it: built with every Sphinx warning as an error, then opened in a real
+(headless) Chromium. Every page loads, every chapter shows its figures, no page shows an error output or a
+traceback, and every control on a page does something."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+# The same command as the README's first Quickstart step (tests/test_project.py checks the flags).
+BUILD = ["build", ".", "--all", "-W", "-n", "--keep-going"]
+HTML = ROOT / "_build" / "html"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+CHAPTERS = [p for p in pages() if p.startswith("notebooks/")]
+
+
+@pytest.fixture(scope="session")
+def book() -> Path:
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", *BUILD]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    return HTML
+
+
+def test_book_builds_without_warnings(book):
+    for page in pages():
+        assert (book / page).with_suffix(".html").is_file(), page
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(book):
+    handler = functools.partial(_QuietHandler, directory=str(book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def chromium_path() -> str:
+    path = os.environ.get("VIT_BOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail(
+            "the browser checks need Chromium: `apt-get install -y chromium` on Debian/Ubuntu, "
+            "or point VIT_BOOK_CHROMIUM at a Chromium or Chrome binary"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """Open a book page offline: requests that leave localhost (CDN scripts) are refused at once."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route(
+        "**/*",
+        lambda route: route.continue_()
+        if route.request.url.startswith(server)
+        else route.abort(),
+    )
+    errors: list[str] = []
+
+    def _open(page_file: str):
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        response = page.goto(f"{server}/{page_file}.html", wait_until="load")
+        assert response is not None and response.ok, page_file
+        page.errors = errors
+        return page
+
+    yield _open
+    context.close()
+
+
+@pytest.mark.parametrize("page_file", pages())
+def test_page_loads_without_errors(open_page, page_file):
+    page = open_page(page_file)
+    assert page.title(), page_file
+    article = page.locator("article.bd-article")
+    assert article.count() == 1
+    text = article.inner_text()
+    assert len(text) > 500, f"{page_file} is nearly empty"
+    for bad in ("Traceback (most recent call last)", "Error:", "Warning:", "<ipython-input"):
+        assert bad not in text, f"{page_file} shows {bad!r}"
+    assert page.locator(".output.traceback, .output.stderr, .output_error").count() == 0
+    # ipywidgets cannot run in a static page: a widget left in an output would be a dead control.
+    assert page.locator(".jupyter-widgets, script[type*='widget']").count() == 0
+    assert not page.errors, page.errors
+    dead_links = page.evaluate(
+        "() => [...document.querySelectorAll('article a[href]')]"
+        ".map(a => a.getAttribute('href')).filter(h => h.endsWith('.ipynb') || h.endsWith('.md'))"
+    )
+    assert not dead_links, f"links to sources instead of pages: {dead_links}"
+    page.screenshot(path=str(HTML.parent / f"screenshot-{Path(page_file).name}.png"), full_page=False)
+
+
+@pytest.mark.parametrize("page_file", CHAPTERS)
+def test_chapter_shows_its_figures_equations_and_launch_buttons(open_page, page_file):
+    page = open_page(page_file)
+    figures = page.locator(".cell_output img")
+    assert figures.count() >= 3, f"{page_file} shows {figures.count()} figures"
+    for i in range(figures.count()):
+        img = figures.nth(i)
+        img.scroll_into_view_if_needed()
+        width = img.evaluate("el => el.complete ? el.naturalWidth : -1")
+        assert width > 0, f"figure {i} of {page_file} did not load"
+    assert page.locator("div.math, span.math").count() > 0, "equations are rendered by MathJax"
+    colab = page.locator("a[href*='colab.research.google.com']")
+    assert colab.count() >= 1, "Colab launch button"
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    slug = url.removeprefix("https://github.com/")
+    assert slug in colab.first.get_attribute("href")
+
+
+def _frame(explorer) -> str:
+    return explorer.locator("img").first.get_attribute("src")
+
+
+@pytest.mark.parametrize("page_file", CHAPTERS)
+def test_every_control_does_something(open_page, page_file):
+    page = open_page(page_file)
+    article = page.locator("article.bd-article")
+    explorers = article.locator(".vit-explorer")
+    controls = article.locator("input, select, textarea")
+    inside = article.locator(".vit-explorer input, .vit-explorer select")
+    assert controls.count() == inside.count(), "a control outside an explorer does nothing offline"
+    for e in range(explorers.count()):
+        explorer = explorers.nth(e)
+        explorer.scroll_into_view_if_needed()
+        for c in range(explorer.locator("input[type=range], select").count()):
+            control = explorer.locator("input[type=range], select").nth(c)
+            before = _frame(explorer)
+            if control.evaluate("el => el.tagName") == "SELECT":
+                values = control.locator("option").evaluate_all("os => os.map(o => o.value)")
+                current = control.input_value()
+                control.select_option(next(v for v in values if v != current))
+            else:
+                low, high = control.get_attribute("min"), control.get_attribute("max")
+                target = high if control.input_value() != high else low
+                control.evaluate(
+                    "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", target
+                )
+            assert _frame(explorer) != before, f"control {c} of explorer {e} changed nothing"
+    # Hidden solutions open when their toggle is clicked.
+    toggles = article.locator("button.toggle-button")
+    for t in range(toggles.count()):
+        button = toggles.nth(t)
+        button.scroll_into_view_if_needed()
+        hidden = button.evaluate("b => b.closest('.toggle-hidden, .cell') !== null")
+        button.click()
+        assert hidden
+    assert explorers.count() + toggles.count() >= 1, f"{page_file} has no explorer or hidden solution"
