@@ -1,0 +1,213 @@
+"""Position information for a sequence of patch tokens: learned, sinusoidal and relative.
+
+A Transformer treats its input as a set, so ViT adds a position term E_pos to the tokens
+(equation 1 of Dosovitskiy et al., 2021). This module holds every variant the book compares:
+
+- `init_learned_pos_embed`: ViT's learnable E_pos ∈ R^((N+1)×D), stored as (1, N + 1, D) like timm.
+- `sincos_1d`: the fixed sinusoids of Vaswani et al. (2017, §3.5),
+  PE(p, 2i) = sin(p / T^(2i/D)),  PE(p, 2i+1) = cos(p / T^(2i/D)),  T = 10000.
+- `sincos_2d`: the same along both axes of the patch grid, half the channels for the row and half
+  for the column (a fixed counterpart of the 2D embeddings compared in ViT appendix D.4).
+- `relative_position_index`, `RelativePositionBias`: a learnable bias B[Δrow, Δcol] added to the
+  attention logits (Shaw et al., 2018, in the 2D form of Swin, Liu et al., 2021, §3.2, eq. 4).
+- `resample_pos_embed`: 2D interpolation of a learned E_pos to a new grid when fine-tuning at a
+  higher resolution (ViT §3.2, "Fine-tuning and higher resolution").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from vitutils.patches import to_2tuple
+
+__all__ = [
+    "RelativePositionBias",
+    "init_learned_pos_embed",
+    "relative_position_index",
+    "resample_pos_embed",
+    "sincos_1d",
+    "sincos_2d",
+]
+
+
+def _check_positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
+def init_learned_pos_embed(num_tokens: int, embed_dim: int) -> nn.Parameter:
+    """A learnable position embedding (1, num_tokens, D), truncated normal with std 0.02 (timm).
+
+    For a ViT with a class token, num_tokens = N + 1 and row 0 belongs to the class token.
+
+    Book: chapter 3, "Learned position embeddings".
+    """
+    _check_positive(num_tokens=num_tokens, embed_dim=embed_dim)
+    pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))  # (1, N + 1, D)
+    nn.init.trunc_normal_(pos_embed, std=0.02)
+    return pos_embed
+
+
+def sincos_1d(num_positions: int, dim: int, temperature: float = 10000.0) -> Tensor:
+    """Fixed sinusoidal encodings of positions 0 … num_positions - 1, shape (num_positions, dim).
+
+    Channels are interleaved: PE[p, 2i] = sin(p ω_i), PE[p, 2i+1] = cos(p ω_i) with
+    ω_i = temperature^(-2i/dim), so wavelengths run from 2π to 2π·temperature. Computed in float64,
+    returned as float32.
+
+    Book: chapter 3, "Sinusoidal encodings".
+    """
+    _check_positive(num_positions=num_positions, dim=dim)
+    if dim % 2 != 0:
+        raise ValueError(f"dim must be even (sin/cos pairs), got {dim}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    positions = torch.arange(num_positions, dtype=torch.float64)  # (num_positions,)
+    two_i = torch.arange(0, dim, 2, dtype=torch.float64)  # (dim/2,)
+    omega = temperature ** (-two_i / dim)  # (dim/2,)
+    angles = positions[:, None] * omega[None, :]  # (num_positions, dim/2)
+    pe = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (num_positions, dim/2, 2)
+    return rearrange(pe, "n i two -> n (i two)").float()  # (num_positions, dim)
+
+
+def sincos_2d(grid_h: int, grid_w: int, dim: int, temperature: float = 10000.0) -> Tensor:
+    """Fixed 2D sinusoidal encodings of a grid_h × grid_w patch grid, shape (grid_h·grid_w, dim).
+
+    Positions are in raster order (token n is at row n // grid_w, column n % grid_w), as produced
+    by `vitutils.patches.patchify`. Channels [0, dim/2) are `sincos_1d` of the row index and
+    [dim/2, dim) of the column index, so dim must be divisible by 4.
+
+    Book: chapter 3, "Two-dimensional sinusoidal encodings".
+    """
+    _check_positive(grid_h=grid_h, grid_w=grid_w, dim=dim)
+    if dim % 4 != 0:
+        raise ValueError(f"dim must be divisible by 4 for 2D sin-cos encodings, got {dim}")
+    rows = sincos_1d(grid_h, dim // 2, temperature)  # (gh, dim/2)
+    cols = sincos_1d(grid_w, dim // 2, temperature)  # (gw, dim/2)
+    rows = repeat(rows, "gh d -> (gh gw) d", gw=grid_w)  # (N, dim/2)
+    cols = repeat(cols, "gw d -> (gh gw) d", gh=grid_h)  # (N, dim/2)
+    return torch.cat([rows, cols], dim=1)  # (N, dim)
+
+
+def relative_position_index(grid_h: int, grid_w: int) -> Tensor:
+    """For every pair of patches (i, j) the index of their offset in a relative bias table.
+
+    The offset is (Δrow, Δcol) = position(i) - position(j), with Δrow ∈ [-(gh-1), gh-1] and
+    Δcol ∈ [-(gw-1), gw-1]; it maps to (Δrow + gh - 1)·(2gw - 1) + (Δcol + gw - 1), one index per
+    distinct offset in [0, (2gh-1)(2gw-1)). Returns (N, N) int64, N = gh·gw, raster order.
+
+    Book: chapter 3, "Relative position bias".
+    """
+    _check_positive(grid_h=grid_h, grid_w=grid_w)
+    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    coords = torch.stack([rows.flatten(), cols.flatten()], dim=1)  # (N, 2)
+    delta = coords[:, None, :] - coords[None, :, :]  # (N, N, 2)
+    d_row = delta[..., 0] + (grid_h - 1)  # (N, N), shifted to start at 0
+    d_col = delta[..., 1] + (grid_w - 1)  # (N, N)
+    return d_row * (2 * grid_w - 1) + d_col  # (N, N)
+
+
+class RelativePositionBias(nn.Module):
+    """A learnable bias per head and per 2D offset, to add to the attention logits.
+
+    Parameter `relative_position_bias_table` ((2gh-1)(2gw-1), h); buffer `relative_position_index`
+    (N, N), not saved in the state dict since it is recomputed from the grid. `forward()` returns
+    (h, prefix + N, prefix + N); rows and columns of prefix tokens (the class token) get bias 0
+    because they have no place on the grid.
+
+    Book: chapter 3, "Relative position bias".
+    """
+
+    def __init__(
+        self, *, grid_size: int | tuple[int, int], num_heads: int, num_prefix_tokens: int = 0
+    ) -> None:
+        super().__init__()
+        self.grid_size = to_2tuple(grid_size)
+        gh, gw = self.grid_size
+        _check_positive(grid_h=gh, grid_w=gw, num_heads=num_heads)
+        if num_prefix_tokens < 0:
+            raise ValueError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}")
+        self.num_heads = num_heads
+        self.num_prefix_tokens = num_prefix_tokens
+        self.num_patches = gh * gw
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * gh - 1) * (2 * gw - 1), num_heads)
+        )  # ((2gh-1)(2gw-1), h)
+        # Not zeros: a random start makes the bias visible in the book's pictures.
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer(
+            "relative_position_index", relative_position_index(gh, gw), persistent=False
+        )  # (N, N)
+
+    def forward(self) -> Tensor:
+        N, p = self.num_patches, self.num_prefix_tokens
+        bias = self.relative_position_bias_table[self.relative_position_index.flatten()]  # (N*N, h)
+        bias = rearrange(bias, "(i j) h -> h i j", i=N, j=N)  # (h, N, N)
+        return F.pad(bias, (p, 0, p, 0))  # (h, p + N, p + N)
+
+    def extra_repr(self) -> str:
+        return (
+            f"grid_size={self.grid_size}, num_heads={self.num_heads}, "
+            f"num_prefix_tokens={self.num_prefix_tokens}"
+        )
+
+
+def resample_pos_embed(
+    pos_embed: Tensor,
+    new_grid: int | tuple[int, int],
+    *,
+    old_grid: int | tuple[int, int] | None = None,
+    num_prefix_tokens: int = 1,
+    mode: str = "bicubic",
+    antialias: bool = True,
+) -> Tensor:
+    """Interpolate a learned position embedding to a new patch grid, e.g. 14 × 14 → 24 × 24.
+
+    pos_embed: (1, prefix + gh·gw, D), patch tokens in raster order after `num_prefix_tokens`
+    prefix tokens (the class token), which are copied unchanged. The patch part is viewed as a
+    D-channel gh × gw image and resized with `F.interpolate` (align_corners=False; `antialias`
+    is used by the bilinear and bicubic modes only). old_grid defaults to a square grid.
+    Returns (1, prefix + gh'·gw', D) in the input's dtype.
+
+    Book: chapter 3, "Changing the resolution".
+    """
+    if pos_embed.ndim != 3:
+        raise ValueError(f"expected pos_embed of shape (1, T, D), got {tuple(pos_embed.shape)}")
+    T = pos_embed.shape[1]
+    if not 0 <= num_prefix_tokens <= T:
+        raise ValueError(f"num_prefix_tokens must be in [0, {T}], got {num_prefix_tokens}")
+    num_patches = T - num_prefix_tokens
+    if old_grid is None:
+        side = math.isqrt(num_patches)
+        if side * side != num_patches or side == 0:
+            raise ValueError(
+                f"cannot infer a square grid from {num_patches} patch tokens "
+                f"({T} tokens - {num_prefix_tokens} prefix); pass old_grid"
+            )
+        old_grid = (side, side)
+    gh, gw = to_2tuple(old_grid)
+    new_gh, new_gw = to_2tuple(new_grid)
+    _check_positive(old_grid_h=gh, old_grid_w=gw, new_grid_h=new_gh, new_grid_w=new_gw)
+    if gh * gw != num_patches:
+        raise ValueError(
+            f"old grid {gh} x {gw} = {gh * gw} does not match the {num_patches} patch tokens "
+            f"({T} tokens - {num_prefix_tokens} prefix)"
+        )
+
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    grid = rearrange(patches, "b (gh gw) d -> b d gh gw", gh=gh, gw=gw)  # (1, D, gh, gw)
+    grid = F.interpolate(
+        grid.float(),  # interpolate in float32 even for half-precision checkpoints
+        size=(new_gh, new_gw),
+        mode=mode,
+        align_corners=False if mode in ("linear", "bilinear", "bicubic", "trilinear") else None,
+        antialias=antialias and mode in ("bilinear", "bicubic"),
+    ).to(pos_embed.dtype)  # (1, D, gh', gw')
+    patches = rearrange(grid, "b d gh gw -> b (gh gw) d")  # (1, gh'*gw', D)
+    return torch.cat([prefix, patches], dim=1)  # (1, prefix + gh'*gw', D)
