@@ -97,9 +97,7 @@ def open_page(browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.route(
         "**/*",
-        lambda route: route.continue_()
-        if route.request.url.startswith(server)
-        else route.abort(),
+        lambda route: route.continue_() if route.request.url.startswith(server) else route.abort(),
     )
     errors: list[str] = []
 
@@ -134,7 +132,9 @@ def test_page_loads_without_errors(open_page, page_file):
         ".map(a => a.getAttribute('href')).filter(h => h.endsWith('.ipynb') || h.endsWith('.md'))"
     )
     assert not dead_links, f"links to sources instead of pages: {dead_links}"
-    page.screenshot(path=str(HTML.parent / f"screenshot-{Path(page_file).name}.png"), full_page=False)
+    page.screenshot(
+        path=str(HTML.parent / f"screenshot-{Path(page_file).name}.png"), full_page=False
+    )
 
 
 @pytest.mark.parametrize("page_file", CHAPTERS)
@@ -192,4 +192,6 @@ def test_every_control_does_something(open_page, page_file):
         hidden = button.evaluate("b => b.closest('.toggle-hidden, .cell') !== null")
         button.click()
         assert hidden
-    assert explorers.count() + toggles.count() >= 1, f"{page_file} has no explorer or hidden solution"
+    assert explorers.count() + toggles.count() >= 1, (
+        f"{page_file} has no explorer or hidden solution"
+    )
