@@ -92,14 +92,35 @@ def browser():
         browser.close()
 
 
+def mathjax_dir() -> Path:
+    """MathJax 3 as a package ships it, served in place of the CDN copy that pages load online."""
+    import mathjax  # the PyPI package django-static-mathjax: MathJax's files, nothing else
+
+    return Path(mathjax.__file__).parent / "static" / "mathjax"
+
+
+# Sphinx's default `mathjax_path` (the CDN a reader's browser loads the typesetter from).
+MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
+
+
 @pytest.fixture
 def open_page(browser, server):
-    """Open a book page offline: requests that leave localhost (CDN scripts) are refused at once."""
+    """Open a book page offline: MathJax comes from the local copy, any other request that leaves
+    localhost (CDN scripts, fonts) is refused at once."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.route(
-        "**/*",
-        lambda route: route.continue_() if route.request.url.startswith(server) else route.abort(),
-    )
+    local_mathjax = mathjax_dir()
+
+    def route(route):
+        url = route.request.url
+        if url.startswith(server):
+            return route.continue_()
+        if url.startswith(MATHJAX_CDN):
+            path = local_mathjax / url.removeprefix(MATHJAX_CDN).split("?")[0]
+            if path.is_file():
+                return route.fulfill(path=str(path))
+        return route.abort()
+
+    context.route("**/*", route)
     errors: list[str] = []
 
     def _open(page_file: str):
@@ -107,6 +128,11 @@ def open_page(browser, server):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         response = page.goto(f"{server}/{page_file}.html", wait_until="load")
         assert response is not None and response.ok, page_file
+        if page.locator("div.math, span.math").count():
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+            )
+            page.evaluate("() => MathJax.startup.promise")
         page.errors = errors
         return page
 
@@ -145,6 +171,7 @@ def test_page_loads_without_errors(open_page, page_file):
     # ipywidgets cannot run in a static page: a widget left in an output would be a dead control.
     assert page.locator(".jupyter-widgets, script[type*='widget']").count() == 0
     assert not page.errors, page.errors
+    assert page.locator("mjx-merror").count() == 0, "an equation has a TeX error"
     source_links = page.evaluate(
         "() => [...document.querySelectorAll('article a[href]')]"
         ".map(a => a.getAttribute('href')).filter(h => /\\.(ipynb|md)(#|$)/.test(h))"
@@ -165,7 +192,11 @@ def test_chapter_shows_its_figures_equations_and_launch_buttons(open_page, page_
         img.scroll_into_view_if_needed()
         width = img.evaluate("el => el.complete ? el.naturalWidth : -1")
         assert width > 0, f"figure {i} of {page_file} did not load"
-    assert page.locator("div.math, span.math").count() > 0, "equations"
+    math = page.locator("div.math, span.math")
+    assert math.count() > 0, "equations"
+    typeset = page.locator("mjx-container")
+    assert typeset.count() >= math.count(), "MathJax typeset every equation"
+    assert page.locator("mjx-merror").count() == 0, "an equation has a TeX error"
     colab = page.locator("a[href*='colab.research.google.com']")
     assert colab.count() >= 1, "Colab launch button"
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
