@@ -1,0 +1,226 @@
+"""Forward-pass throughput of `vitutils.vit.ViT` and transformers' ViT on this machine (chapter 6).
+
+Run ``python -m vitutils.benchmark`` (``--help`` for the options). For each preset it builds one
+randomly initialised `ViT` and loads the *same* weights into transformers'
+`ViTForImageClassification` (SDPA attention) through `vitutils.pretrained.timm_to_hf_state_dict`,
+checks that the logits agree (within 1e-3), then times three variants in one interleaved run
+(round-robin over the variants, after warm-up rounds, median over the repeats) under
+`torch.inference_mode`:
+
+- ``vitutils fused``: `F.scaled_dot_product_attention` (the default);
+- ``vitutils teaching``: the written-out softmax (`fused_attn=False`);
+- ``transformers sdpa``: the reference.
+
+It prints a Markdown table of images/s and the speed ratio to transformers (the median over the
+rounds of each round's ratio); ``--output PATH`` also writes it to PATH (Markdown) and the raw
+figures, with the torch version, thread count and date, to PATH.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vitutils.attention import Attention
+from vitutils.pretrained import hf_naming, timm_to_hf_state_dict
+from vitutils.vit import ViT, vit_config
+
+__all__ = ["main", "run_benchmark", "to_markdown"]
+
+DEFAULT_MODELS = ("vit_small_patch16_224", "vit_base_patch16_224")
+REFERENCE = "transformers sdpa"
+
+
+def _set_fused(model: ViT, fused: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.fused_attn = fused
+
+
+def _transformers_twin(model: ViT, name: str, image_size: int) -> torch.nn.Module:
+    """transformers' ViTForImageClassification with the weights of `model`."""
+    from transformers import ViTConfig as HFViTConfig
+    from transformers import ViTForImageClassification
+
+    cfg = vit_config(name, img_size=image_size)
+    config = HFViTConfig(
+        hidden_size=cfg.embed_dim,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=int(cfg.embed_dim * cfg.mlp_ratio),
+        image_size=image_size,
+        patch_size=cfg.patch_size,
+        num_channels=cfg.in_chans,
+        num_labels=cfg.num_classes,
+        qkv_bias=cfg.qkv_bias,
+        layer_norm_eps=1e-6,  # timm's value, so both compute the same function
+        attn_implementation="sdpa",
+    )
+    twin = ViTForImageClassification(config).eval()
+    naming = hf_naming(twin.state_dict())
+    twin.load_state_dict(timm_to_hf_state_dict(model.state_dict(), naming=naming), strict=True)
+    return twin
+
+
+def _time(fn: Callable[[], Tensor]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_benchmark(
+    models: Sequence[str] = DEFAULT_MODELS,
+    *,
+    batch_size: int = 8,
+    image_size: int = 224,
+    repeats: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+) -> dict:
+    """Time every variant of every preset; returns the figures as a JSON-ready dict.
+
+    Book: chapter 6, "How fast is it?".
+    """
+    import transformers
+
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(
+            f"need batch_size >= 1, repeats >= 1, warmup >= 0; "
+            f"got {batch_size}, {repeats}, {warmup}"
+        )
+    load_before = os.getloadavg()
+    results = []
+    for name in models:
+        torch.manual_seed(seed)
+        model = ViT.from_config(vit_config(name, img_size=image_size)).eval()
+        twin = _transformers_twin(model, name, image_size)
+        x = torch.randn(batch_size, 3, image_size, image_size)
+
+        def ours(fused: bool, model=model, x=x) -> Tensor:
+            _set_fused(model, fused)
+            return model(x)
+
+        variants: dict[str, Callable[[], Tensor]] = {
+            "vitutils fused": lambda ours=ours: ours(True),
+            "vitutils teaching": lambda ours=ours: ours(False),
+            REFERENCE: lambda twin=twin, x=x: twin(pixel_values=x).logits,
+        }
+        with torch.inference_mode():
+            reference = variants[REFERENCE]()
+            diffs = {v: (fn() - reference).abs().max().item() for v, fn in variants.items()}
+            if max(diffs.values()) > 1e-3:  # timing different functions would mean nothing
+                raise RuntimeError(f"{name}: the variants' logits differ: {diffs}")
+            times: dict[str, list[float]] = {v: [] for v in variants}
+            order = list(variants)
+            for round_ in range(warmup + repeats):
+                # Interleaved, with the order rotated every round: a slow spell of the machine
+                # (another process, thermal throttling) hits every variant alike.
+                for variant in order[round_ % 3 :] + order[: round_ % 3]:
+                    elapsed = _time(variants[variant])
+                    if round_ >= warmup:
+                        times[variant].append(elapsed)
+        _set_fused(model, True)
+        reference = times[REFERENCE]
+        for variant, ts in times.items():
+            speed = batch_size / statistics.median(ts)
+            results.append(
+                {
+                    "model": name,
+                    "variant": variant,
+                    "images_per_s": speed,
+                    "median_s": statistics.median(ts),
+                    "best_s": min(ts),
+                    "times_s": ts,
+                    # Median of the per-round ratios: the variants of one round share the
+                    # machine's state, so a slow spell cancels out of their ratio.
+                    "ratio_to_transformers": statistics.median(
+                        t_ref / t for t_ref, t in zip(reference, ts, strict=True)
+                    ),
+                    "max_abs_logit_diff": diffs[variant],
+                }
+            )
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "repeats": repeats,
+        "warmup": warmup,
+        "results": results,
+    }
+
+
+def to_markdown(report: dict) -> str:
+    """The figures of `run_benchmark` as a Markdown table.
+
+    Book: chapter 6, "How fast is it?".
+    """
+    lines = [
+        f"Forward pass, batch {report['batch_size']}, {report['image_size']}×"
+        f"{report['image_size']} images, torch {report['torch']}, transformers "
+        f"{report['transformers']}, {report['cpu_threads']} CPU threads, median of "
+        f"{report['repeats']} interleaved repeats ({report['date']}; 1-minute load average "
+        f"{report['load_average_before_after'][0]:.1f} before, "
+        f"{report['load_average_before_after'][1]:.1f} after).",
+        "",
+        "| model | variant | images/s (median) | ratio to transformers | images/s (best) "
+        "| max abs logit diff |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        best = report["batch_size"] / r["best_s"]
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['images_per_s']:.2f} | "
+            f"{r['ratio_to_transformers']:.2f} | {best:.2f} | {r['max_abs_logit_diff']:.1e} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """The command line, ``python -m vitutils.benchmark``; returns the figures it printed.
+
+    Book: chapter 6, "How fast is it?".
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m vitutils.benchmark", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="preset names")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=224, help="square image side in pixels")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per variant")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--output", type=Path, help="write PATH (Markdown) and PATH.json")
+    args = parser.parse_args(argv)
+    report = run_benchmark(
+        args.models,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    table = to_markdown(report)
+    print(table, end="")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(table, encoding="utf-8")
+        json_path = args.output.with_name(args.output.name + ".json")
+        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The Vision Transformer, assembled from the book's parts (chapter 6).
+
+Implements equations (1)-(4) of Dosovitskiy et al. (2021), §3.1:
+
+    z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos                     (patch + position embedding)
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1},  z_l = MLP(LN(z'_l)) + z'_l      (L encoder blocks)
+    y = LN(z_L^0)                                                        (class token → head)
+
+The module tree, parameter names and shapes are those of timm's `VisionTransformer` (`cls_token`,
+`pos_embed`, `patch_embed.proj`, `blocks.i.*`, `norm`, `head`; `fc_norm` for average pooling), so a
+timm checkpoint of the same configuration loads with `load_state_dict(..., strict=True)`.
+`ViTConfig` and `PRESETS` name the configurations of the paper (Table 1) plus small CIFAR-10 ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from vitutils.block import Block, drop_path_rates
+from vitutils.embedding import PatchEmbedding, init_class_token, prepend_class_token
+from vitutils.positional import init_learned_pos_embed, sincos_2d
+
+__all__ = ["PRESETS", "ViT", "ViTConfig", "count_parameters", "vit_config", "vit_from_preset"]
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Every hyper-parameter of a `ViT`, with timm's names and defaults (ViT-B/16 for ImageNet-1k).
+
+    Book: chapter 6, "Configurations".
+    """
+
+    img_size: int | tuple[int, int] = 224  # input image size in pixels, H = W or (H, W)
+    patch_size: int | tuple[int, int] = 16  # patch side P in pixels (or (P_h, P_w))
+    in_chans: int = 3  # image channels C
+    num_classes: int = 1000  # classes of the linear head; 0 = no head (features only)
+    global_pool: Literal["token", "avg"] = "token"  # class token, or mean of the patch tokens
+    embed_dim: int = 768  # token width D
+    depth: int = 12  # number of encoder blocks L
+    num_heads: int = 12  # attention heads h, D divisible by h
+    mlp_ratio: float = 4.0  # MLP hidden width / D
+    qkv_bias: bool = True  # bias in the fused qkv projection
+    class_token: bool = True  # prepend a learnable class token
+    pos_embed: Literal["learn", "sincos", "none"] = "learn"  # learned, fixed 2D sin-cos, or none
+    drop_rate: float = 0.0  # dropout after the position embedding and after every dense layer
+    attn_drop_rate: float = 0.0  # dropout on the attention weights
+    drop_path_rate: float = (
+        0.0  # stochastic depth of the last block (0 for the first, linear between)
+    )
+    representation_size: int | None = None  # None: linear head; int: tanh pre-logits layer first
+    fused_attn: bool = True  # F.scaled_dot_product_attention (True) or the teaching path
+
+
+def _imagenet(patch_size: int, embed_dim: int, depth: int, num_heads: int) -> ViTConfig:
+    return ViTConfig(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
+
+
+def _cifar(embed_dim: int, depth: int, num_heads: int) -> ViTConfig:
+    return ViTConfig(
+        img_size=32,
+        patch_size=4,
+        num_classes=10,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+    )
+
+
+# timm's ImageNet models (ViT paper, Table 1, plus DeiT's Tiny and Small) and 32 × 32 CIFAR-10 ones.
+PRESETS: dict[str, ViTConfig] = {
+    "vit_tiny_patch16_224": _imagenet(16, 192, 12, 3),
+    "vit_small_patch16_224": _imagenet(16, 384, 12, 6),
+    "vit_base_patch16_224": _imagenet(16, 768, 12, 12),
+    "vit_base_patch32_224": _imagenet(32, 768, 12, 12),
+    "vit_large_patch16_224": _imagenet(16, 1024, 24, 16),
+    "vit_huge_patch14_224": _imagenet(14, 1280, 32, 16),
+    "vit_cifar_tiny": _cifar(192, 6, 3),
+    "vit_cifar_small": _cifar(384, 6, 6),
+}
+
+
+def vit_config(name: str, **overrides) -> ViTConfig:
+    """The `ViTConfig` of preset `name` (a key of `PRESETS`), with fields replaced by `overrides`.
+
+    Book: chapter 6, "Configurations".
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(ViTConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown ViTConfig field(s) {unknown}; expected some of {sorted(fields)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+class ViT(nn.Module):
+    """Vision Transformer with timm's module names (see `ViTConfig` for every argument).
+
+    `forward_features` (B, C, H, W) → (B, T, D) normalised tokens, T = N + 1 with a class token;
+    `forward_head` pools them to (B, D) and maps to (B, num_classes) logits; `forward` does both.
+    With `pos_embed="sincos"` the position embedding is a fixed, persistent buffer (in the state
+    dict under `pos_embed`, like a learned one, but not a parameter, so it is never trained);
+    the class token's row is zero. Dropout (`drop_rate`) is applied where the paper puts it: after
+    adding the position embedding and after every dense layer except qkv.
+
+    Book: chapter 6, "The whole model".
+    """
+
+    def __init__(
+        self,
+        *,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int | tuple[int, int] = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: Literal["token", "avg"] = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool = True,
+        pos_embed: Literal["learn", "sincos", "none"] = "learn",
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        representation_size: int | None = None,
+        fused_attn: bool = True,
+    ) -> None:
+        super().__init__()
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        if global_pool == "token" and not class_token:
+            raise ValueError(
+                "global_pool='token' needs class_token=True (or use global_pool='avg')"
+            )
+        if pos_embed not in ("learn", "sincos", "none"):
+            raise ValueError(f"pos_embed must be 'learn', 'sincos' or 'none', got {pos_embed!r}")
+        if num_heads <= 0 or embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.embed_dim = embed_dim
+        self.num_prefix_tokens = 1 if class_token else 0
+
+        # Equation 1: patch embedding, class token, position embedding.
+        self.patch_embed = PatchEmbedding(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim
+        )
+        num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens  # T = N (+ 1)
+        self.cls_token = init_class_token(embed_dim) if class_token else None
+        if pos_embed == "learn":
+            self.pos_embed = init_learned_pos_embed(num_tokens, embed_dim)  # (1, T, D)
+        elif pos_embed == "sincos":
+            fixed = sincos_2d(*self.patch_embed.grid_size, embed_dim)  # (N, D)
+            prefix = fixed.new_zeros(self.num_prefix_tokens, embed_dim)  # (0 or 1, D)
+            self.register_buffer("pos_embed", torch.cat([prefix, fixed])[None])  # (1, T, D)
+        else:
+            self.register_parameter("pos_embed", None)
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        # Equations 2-3: L pre-norm encoder blocks with linearly increasing stochastic depth.
+        self.blocks = nn.Sequential(
+            *[
+                Block(
+                    dim=embed_dim,
+                    num_heads=num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    proj_drop=drop_rate,
+                    attn_drop=attn_drop_rate,
+                    drop_path=rate,
+                    fused_attn=fused_attn,
+                )
+                for rate in drop_path_rates(drop_path_rate, depth)
+            ]
+        )
+
+        # Equation 4 and the head. timm: average pooling normalises after pooling (fc_norm).
+        use_fc_norm = global_pool == "avg"
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if use_fc_norm else nn.Identity()
+        self.num_features = embed_dim
+        if representation_size:  # the paper's pre-training head: one hidden tanh layer
+            self.pre_logits = nn.Sequential(
+                OrderedDict(fc=nn.Linear(embed_dim, representation_size), act=nn.Tanh())
+            )
+            self.num_features = representation_size
+        else:
+            self.pre_logits = nn.Identity()
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_linear)
+
+    @classmethod
+    def from_config(cls, config: ViTConfig) -> ViT:
+        """Build a ViT from a `ViTConfig`."""
+        return cls(**dataclasses.asdict(config))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Images (B, C, H, W) → normalised tokens (B, T, D), class token first if there is one."""
+        x = self.patch_embed(x)  # (B, N, D)
+        if self.cls_token is not None:
+            x = prepend_class_token(x, self.cls_token)  # (B, T, D)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed  # (B, T, D)
+        x = self.blocks(self.pos_drop(x))  # (B, T, D)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Tokens (B, T, D) → logits (B, num_classes), or the pooled features (B, num_features)."""
+        if self.global_pool == "avg":
+            x = x[:, self.num_prefix_tokens :].mean(dim=1)  # (B, D): mean of the patch tokens
+        else:
+            x = x[:, 0]  # (B, D): the class token
+        x = self.pre_logits(self.fc_norm(x))  # (B, num_features)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Images (B, C, H, W) → logits (B, num_classes)."""
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head by a fresh one for `num_classes` classes (0: none), to fine-tune."""
+        self.num_classes = num_classes
+        if num_classes > 0:
+            device = self.patch_embed.proj.weight.device
+            self.head = nn.Linear(self.num_features, num_classes, device=device)
+            _init_linear(self.head)
+        else:
+            self.head = nn.Identity()
+
+
+def _init_linear(module: nn.Module) -> None:
+    """timm's initialisation of linear layers: truncated normal std 0.02, zero bias."""
+    if isinstance(module, nn.Linear):
+        # As in timm, the cut-off is at ±2 in absolute value (100 std): in effect a plain normal.
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def vit_from_preset(name: str, **overrides) -> ViT:
+    """A freshly initialised `ViT` of preset `name`, e.g. ``vit_from_preset("vit_cifar_tiny")``.
+
+    Book: chapter 6, "Configurations".
+    """
+    return ViT.from_config(vit_config(name, **overrides))
+
+
+def count_parameters(model: nn.Module | str, *, trainable_only: bool = False, **overrides) -> int:
+    """Number of parameters of a module, or of a preset built on the meta device (no memory used).
+
+    Buffers (such as a fixed sin-cos position embedding) are not parameters and are not counted.
+
+    Book: chapter 6, "Counting parameters".
+    """
+    if isinstance(model, str):
+        with torch.device("meta"):
+            model = vit_from_preset(model, **overrides)
+    elif overrides:
+        raise ValueError("overrides only apply to a preset name, not to a built model")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
