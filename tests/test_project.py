@@ -143,3 +143,16 @@ def test_notation_page_matches_the_package_presets():
     assert column["D"] == str(cfg.embed_dim)
     assert column["h"] == str(cfg.num_heads)
     assert column["L"] == str(cfg.depth)
+
+
+def test_committed_benchmark_figures_are_the_scripts_output():
+    from vitutils.benchmark import to_markdown
+
+    report = json.loads((ROOT / "book" / "benchmark.md.json").read_text(encoding="utf-8"))
+    table = (ROOT / "book" / "benchmark.md").read_text(encoding="utf-8")
+    assert table.strip() == to_markdown(report).strip()
+    measured = {(row["model"], row["variant"]) for row in report["results"]}
+    for model in ("vit_small_patch16_224", "vit_base_patch16_224"):
+        for variant in ("vitutils fused", "vitutils teaching", "transformers sdpa"):
+            assert (model, variant) in measured
+    assert (report["batch_size"], report["image_size"]) == (8, 224)
