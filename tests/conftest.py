@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -22,40 +24,69 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Each chapter must run top to bottom within its budget on a 2-core CPU (seconds, nbval's execution time).
 NOTEBOOK_BUDGET_S = {"01": 30, "02": 30, "03": 30, "04": 60, "05": 60, "06": 60}
-_notebook_seconds: dict[str, float] = {}
-_notebook_started: dict[str, float] = {}
 
 
-def pytest_runtest_logstart(nodeid, location):
-    path = nodeid.split("::")[0]
+def pytest_configure(config):
+    config.notebook_seconds = {}  # notebook path -> seconds nbval spent on it (kernel start included)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = time.perf_counter()
+    yield
+    path = item.nodeid.split("::")[0]
     if path.endswith(".ipynb"):
-        _notebook_started.setdefault(path, time.perf_counter())
+        times = item.config.notebook_seconds
+        times[path] = times.get(path, 0.0) + time.perf_counter() - start
 
 
-def pytest_runtest_logfinish(nodeid, location):
-    path = nodeid.split("::")[0]
-    if path.endswith(".ipynb"):
-        _notebook_seconds[path] = time.perf_counter() - _notebook_started[path]
+def notebook_budget(path: str) -> int:
+    return NOTEBOOK_BUDGET_S.get(Path(path).name[:2], 60)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _notebook_seconds:
-        return
-    terminalreporter.section("notebook execution time (budget)")
-    for path, seconds in sorted(_notebook_seconds.items()):
-        budget = NOTEBOOK_BUDGET_S.get(Path(path).name[:2], 60)
-        terminalreporter.write_line(f"{path}: {seconds:.1f} s (budget {budget} s)")
+    if config.notebook_seconds:
+        terminalreporter.section("notebook execution time (budget)")
+        for path, seconds in sorted(config.notebook_seconds.items()):
+            terminalreporter.write_line(
+                f"{path}: {seconds:.1f} s (budget {notebook_budget(path)} s)"
+            )
 
 
 def pytest_collection_modifyitems(session, config, items):
-    # The budget check reads the times nbval measured, so it runs after every notebook.
+    # The budget check reads the times measured on the notebooks, so it runs after every notebook.
     last = [item for item in items if item.nodeid.endswith("test_notebook_time_budget")]
     items[:] = [item for item in items if item not in last] + last
 
 
-def notebook_times() -> dict[str, tuple[float, int]]:
-    """Seconds each notebook took under nbval in this session, with its budget."""
-    return {
-        path: (seconds, NOTEBOOK_BUDGET_S.get(Path(path).name[:2], 60))
-        for path, seconds in _notebook_seconds.items()
-    }
+# A real browser for the tests that open pages: Debian's Chromium driven by Playwright (never a browser
+# download). One per session, shared by every test that needs it.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("VIT_BOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail(
+            "the browser checks need Chromium: `apt-get install -y chromium` on Debian/Ubuntu, "
+            "or point VIT_BOOK_CHROMIUM at a Chromium or Chrome binary"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,15 +20,6 @@ from conftest import ROOT
 # The same command as the README's first Quickstart step (tests/test_project.py checks the flags).
 BUILD = ["build", ".", "--all", "-W", "-n", "--keep-going"]
 HTML = ROOT / "_build" / "html"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 def pages() -> list[str]:
@@ -71,25 +60,6 @@ def server(book):
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
-
-
-def chromium_path() -> str:
-    path = os.environ.get("VIT_BOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        pytest.fail(
-            "the browser checks need Chromium: `apt-get install -y chromium` on Debian/Ubuntu, "
-            "or point VIT_BOOK_CHROMIUM at a Chromium or Chrome binary"
-        )
-    return path
-
-
-@pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def mathjax_dir() -> Path:
@@ -218,10 +188,12 @@ def test_every_control_does_something(open_page, page_file):
     for e in range(explorers.count()):
         explorer = explorers.nth(e)
         explorer.scroll_into_view_if_needed()
-        for c in range(explorer.locator("input[type=range], select").count()):
-            control = explorer.locator("input[type=range], select").nth(c)
+        for c in range(explorer.locator("input[type=range], input[type=checkbox], select").count()):
+            control = explorer.locator("input[type=range], input[type=checkbox], select").nth(c)
             before = _frame(explorer)
-            if control.evaluate("el => el.tagName") == "SELECT":
+            if control.get_attribute("type") == "checkbox":
+                control.click()
+            elif control.evaluate("el => el.tagName") == "SELECT":
                 values = control.locator("option").evaluate_all("os => os.map(o => o.value)")
                 current = control.input_value()
                 control.select_option(next(v for v in values if v != current))

@@ -2,14 +2,14 @@
 
 import pytest
 
-from conftest import notebook_times
+from conftest import notebook_budget
 
 
-def test_notebook_time_budget():
-    times = notebook_times()
+def test_notebook_time_budget(request):
+    times = request.config.notebook_seconds
     if not times:
         pytest.skip("no notebook ran in this session (run pytest over notebooks/ too)")
-    over = {path: t for path, t in times.items() if t[0] > t[1]}
+    over = {path: s for path, s in times.items() if s > notebook_budget(path)}
     assert not over, "over budget: " + ", ".join(
-        f"{path} {seconds:.1f} s > {budget} s" for path, (seconds, budget) in over.items()
+        f"{path} {s:.1f} s > {notebook_budget(path)} s" for path, s in over.items()
     )

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import re
-import shutil
 
 import ipywidgets
 import matplotlib
@@ -208,25 +207,14 @@ def test_patch_explorer_html_rejects_non_divisors():
         widgets.patch_explorer_html(patch_sizes=(16, 15))
 
 
-def _chromium():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    return sync_api, shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def test_html_explorers_work_in_a_browser(tmp_path):
+def test_html_explorers_work_in_a_browser(tmp_path, browser):
     """Two explorers on one page: moving one slider swaps only that explorer's picture and label."""
-    sync_api, executable = _chromium()
     controls = {"a": [1, 2, 3], "b": ["x", "y"], "flag": [False, True]}
     pages = [widgets.html_explorer(_colour_plot, controls, dpi=20, scale=s).data for s in (1, 0.5)]
     assert _frames(pages[0])[0] != _frames(pages[1])[0]  # so that a mix-up would show
     (tmp_path / "page.html").write_text("<html><body>" + "\n".join(pages) + "</body></html>")
+    page = browser.new_page()
     try:
-        p = sync_api.sync_playwright().start()
-        browser = p.chromium.launch(executable_path=executable)
-    except Exception as error:  # no browser on this machine
-        pytest.skip(f"cannot start chromium: {error}")
-    try:
-        page = browser.new_page()
         page.goto((tmp_path / "page.html").as_uri())
         roots = page.locator(".vit-explorer")
         assert roots.count() == 2
@@ -243,5 +231,4 @@ def test_html_explorers_work_in_a_browser(tmp_path):
         assert second.locator("img").get_attribute("src") == _frames(pages[1])[0]  # untouched
         assert second.locator('output[data-for="a"]').text_content() == "1"
     finally:
-        browser.close()
-        p.stop()
+        page.close()
