@@ -203,6 +203,7 @@ def test_download_through_the_hub_client(monkeypatch, tmp_path):
     imagenet = {str(i): f"imagenet class {i}" for i in range(1000)}
     (labels / "config.json").write_text(json.dumps({"model_type": "vit", "id2label": imagenet}))
     hub = {"timm/vit_tiny_patch16_224.test": repo, pretrained.IMAGENET_LABELS_REPO: labels}
+    monkeypatch.setattr(pretrained, "_hub_reachable", lambda: True)  # as if online
     calls = []
 
     def fake_download(repo_id, filename, **kwargs):
@@ -251,14 +252,32 @@ def test_no_network_raises_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
 
+    calls = []
+
     def unreachable(*args, **kwargs):
+        calls.append(kwargs)
         raise LocalEntryNotFoundError("cannot reach huggingface.co and the file is not cached")
 
     monkeypatch.setattr(pretrained, "hf_hub_download", unreachable)
+    monkeypatch.setattr(pretrained, "_hub_reachable", lambda: False)
     with pytest.raises(HubUnavailableError, match="could not be reached") as info:
         load_pretrained(cache_dir=str(tmp_path))
     assert isinstance(info.value, OSError)
     assert "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k" in str(info.value)
+    assert calls and all(call["local_files_only"] for call in calls)  # no slow retries
+
+
+def test_hub_reachable_asks_the_endpoints_host(monkeypatch):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        monkeypatch.setattr(pretrained.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        assert pretrained._hub_reachable()
+    monkeypatch.setattr(pretrained.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    assert not pretrained._hub_reachable()  # the port is closed now
+    monkeypatch.setattr(pretrained.constants, "ENDPOINT", "https://no-such-host.invalid")
+    assert not pretrained._hub_reachable()
 
 
 def test_predict_returns_the_top_classes():

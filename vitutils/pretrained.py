@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     LocalEntryNotFoundError,
@@ -189,6 +191,16 @@ def _offline() -> bool:
     return value.upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host accepts a connection: a quick look before the client's slow retries."""
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:  # no DNS, no route, refused or timed out
+        return False
+
+
 def _fetch(repo: str, filename: str, **kwargs) -> Path:
     """A file of a local directory or of a Hub repository (downloaded once, then from the cache)."""
     if Path(repo).is_dir():
@@ -196,8 +208,11 @@ def _fetch(repo: str, filename: str, **kwargs) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
         return path
+    # With no network, huggingface_hub retries for about half a minute before it gives up; a quick
+    # look first lets an offline reader get the cached copy, or the clear error below, at once.
+    local_only = _offline() or not _hub_reachable()
     try:
-        return Path(hf_hub_download(repo, filename, local_files_only=_offline(), **kwargs))
+        return Path(hf_hub_download(repo, filename, local_files_only=local_only, **kwargs))
     except (RepositoryNotFoundError, RevisionNotFoundError):
         raise  # a wrong name, not a connection problem
     except OSError as error:  # LocalEntryNotFoundError: neither cached nor downloadable
