@@ -7,18 +7,19 @@ import io
 import os
 import pickle
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import SHARED_DATA
 from vitutils import data
 
-SHARED_DATA = Path("/work/shared/data")
 needs_shared_cifar = pytest.mark.skipif(
     not (SHARED_DATA / data.CIFAR10_DIRNAME).is_dir(),
-    reason=f"the shared CIFAR-10 subset is not present at {SHARED_DATA / data.CIFAR10_DIRNAME}",
+    reason=f"the shared CIFAR-10 is not present at {SHARED_DATA / data.CIFAR10_DIRNAME}",
 )
 
 
@@ -113,20 +114,55 @@ def test_to_tensor_and_to_image():
         data.to_image(torch.zeros(1, 3, 2, 2))
 
 
+def test_to_tensor_is_the_one_converter():
+    """Arrays (uint8 or float, RGB or grey) and tensors all come out as (C, H, W) float32 on the CPU."""
+    rgb = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32)
+    torch.testing.assert_close(data.to_tensor(rgb), torch.from_numpy(rgb).permute(2, 0, 1))
+    grey = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    assert data.to_tensor(grey).shape == (1, 4, 5)
+    torch.testing.assert_close(data.to_tensor(grey)[0], torch.from_numpy(grey).float() / 255)
+    t = torch.rand(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    out = data.to_tensor(t)
+    assert out.dtype == torch.float32 and not out.requires_grad
+    torch.testing.assert_close(out, t.detach().float())
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        data.to_tensor(np.zeros((4, 5, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        data.to_tensor(torch.zeros(2, 4, 5))
+
+
+def test_square_photo_resizes_names_and_arrays_alike():
+    by_name = data.square_photo("coffee", 64)
+    by_array = data.square_photo(data.sample_image("coffee"), 64)
+    assert by_name.shape == (64, 64, 3) and by_name.dtype == np.uint8
+    np.testing.assert_array_equal(by_name, by_array)
+    np.testing.assert_array_equal(
+        by_name, data.resize_and_center_crop(data.sample_image("coffee"), 64, crop_pct=1.0)
+    )
+
+
 # --- CIFAR-10 from the shared subset -------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def cifar_train():
+    """The full training set, read once for the tests below (about a second)."""
+    return data.load_cifar10(SHARED_DATA, train=True, download=False)
+
+
 @needs_shared_cifar
-def test_load_cifar10_shared_subset(monkeypatch):
+def test_load_cifar10_full_dataset(monkeypatch, cifar_train):
     monkeypatch.setenv(data.DATA_DIR_ENV, str(SHARED_DATA))
     assert data.data_dir() == SHARED_DATA
-    x_train, y_train = data.load_cifar10(train=True, download=False)
+    x_train, y_train = cifar_train
     x_test, y_test = data.load_cifar10(train=False, download=False)
-    assert x_train.shape == (4000, 32, 32, 3) and x_train.dtype == np.uint8
-    assert y_train.shape == (4000,) and y_train.dtype == np.int64
-    assert x_test.shape == (1000, 32, 32, 3) and y_test.shape == (1000,)
-    assert set(np.unique(y_train)) == set(range(10))
-    assert y_test.min() >= 0 and y_test.max() <= 9
+    assert x_train.shape == (50_000, 32, 32, 3) and x_train.dtype == np.uint8
+    assert y_train.shape == (50_000,) and y_train.dtype == np.int64
+    assert x_test.shape == (10_000, 32, 32, 3) and y_test.shape == (10_000,)
+    # the official class balance: 5,000 training and 1,000 test images per class
+    np.testing.assert_array_equal(np.bincount(y_train, minlength=10), [5000] * 10)
+    np.testing.assert_array_equal(np.bincount(y_test, minlength=10), [1000] * 10)
+    assert x_train.flags.c_contiguous
 
     with open(SHARED_DATA / data.CIFAR10_DIRNAME / "test_batch", "rb") as f:
         batch = pickle.load(f, encoding="latin1")
@@ -141,17 +177,85 @@ def test_load_cifar10_shared_subset(monkeypatch):
 
 
 @needs_shared_cifar
+def test_load_cifar10_is_fast_and_stays_uint8():
+    start = time.perf_counter()
+    images, _ = data.load_cifar10(SHARED_DATA, train=True, download=False)
+    seconds = time.perf_counter() - start
+    assert images.dtype == np.uint8 and images.nbytes == 50_000 * 32 * 32 * 3
+    assert seconds < 10, f"reading the 50,000 training images took {seconds:.1f} s"
+
+
+# --- the validation split ------------------------------------------------------------------------------------
+
+
+@needs_shared_cifar
+def test_train_val_split_is_disjoint_complete_stratified_and_seeded(cifar_train):
+    _, labels = cifar_train
+    train, val = data.train_val_split(labels)
+    assert (len(train), len(val)) == (45_000, 5_000)
+    assert np.intersect1d(train, val).size == 0
+    np.testing.assert_array_equal(np.union1d(train, val), np.arange(50_000))
+    assert (np.diff(train) > 0).all() and (np.diff(val) > 0).all()  # sorted: official order kept
+    np.testing.assert_array_equal(np.bincount(labels[val], minlength=10), [500] * 10)
+    again_train, again_val = data.train_val_split(labels)
+    np.testing.assert_array_equal(val, again_val)
+    np.testing.assert_array_equal(train, again_train)
+    other = data.train_val_split(labels, seed=1)[1]
+    assert not np.array_equal(val, other)
+    assert 0 < np.intersect1d(val, other).size < 5_000  # another draw, not a shifted copy
+
+
+def test_train_val_split_with_unequal_classes():
+    labels = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    train, val = data.train_val_split(labels, 10, seed=3)
+    # shares 7, 2 and 1: proportional to the class sizes
+    np.testing.assert_array_equal(np.bincount(labels[val], minlength=3), [7, 2, 1])
+    assert len(train) == 90 and np.intersect1d(train, val).size == 0
+    labels = np.array([0] * 5 + [1] * 5 + [2] * 5)
+    _, val = data.train_val_split(labels, 4)  # shares 4/3 each: one class gets the leftover
+    assert sorted(np.bincount(labels[val], minlength=3)) == [1, 1, 2]
+
+
+def test_train_val_split_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="val_size must be between 1 and 9"):
+        data.train_val_split(np.zeros(10, int), 10)
+    with pytest.raises(ValueError, match="val_size"):
+        data.train_val_split(np.zeros(10, int), 0)
+    with pytest.raises(ValueError, match=r"shape \(n,\)"):
+        data.train_val_split(np.zeros((2, 5), int), 3)
+
+
+@needs_shared_cifar
+def test_load_cifar10_split_matches_the_indices(cifar_train):
+    images, labels = cifar_train
+    train, val = data.train_val_split(labels)
+    x_val, y_val = data.load_cifar10_split("val", SHARED_DATA, download=False)
+    np.testing.assert_array_equal(x_val, images[val])
+    np.testing.assert_array_equal(y_val, labels[val])
+    x_tr, _ = data.load_cifar10_split("train", SHARED_DATA, download=False)
+    assert x_tr.shape == (45_000, 32, 32, 3) and x_tr.dtype == np.uint8
+    np.testing.assert_array_equal(x_tr[:3], images[train[:3]])
+    x_all, _ = data.load_cifar10_split("train+val", SHARED_DATA, download=False)
+    assert x_all.shape == (50_000, 32, 32, 3)
+    x_test, _ = data.load_cifar10_split("test", SHARED_DATA, download=False)
+    assert x_test.shape == (10_000, 32, 32, 3)
+    with pytest.raises(ValueError, match="unknown split 'validation'"):
+        data.load_cifar10_split("validation", SHARED_DATA, download=False)
+
+
+@needs_shared_cifar
 def test_cifar10_dataset(monkeypatch):
     monkeypatch.setenv(data.DATA_DIR_ENV, str(SHARED_DATA))
-    ds = data.CIFAR10(train=False, download=False)
-    assert len(ds) == 1000
+    assert len(data.CIFAR10(split="val", download=False)) == 5_000
+    ds = data.CIFAR10(split="test", download=False)
+    assert len(ds) == 10_000 and ds.images.dtype == np.uint8
     x, y = ds[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     assert 0 <= x.min() and x.max() <= 1 and x.max() > 0.5
     assert isinstance(y, int) and y == ds.labels[0]
     torch.testing.assert_close(x, torch.from_numpy(ds.images[0]).permute(2, 0, 1).float() / 255)
 
-    flipped = data.CIFAR10(train=False, download=False, transform=lambda im: im[:, ::-1].copy())
+    flipped = data.CIFAR10(split="test", download=False, transform=lambda im: im[:, ::-1].copy())
     x2, _ = flipped[3]
     np.testing.assert_array_equal(x2, ds.images[3][:, ::-1])
 

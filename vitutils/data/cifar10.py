@@ -1,41 +1,50 @@
-"""Photos and CIFAR-10: everything the book feeds into a Vision Transformer.
+"""CIFAR-10 (Krizhevsky, 2009): finding, downloading, reading and splitting it.
 
-Two sources of images:
+The loader looks for an extracted `cifar-10-batches-py` directory (the official python format) under the data
+directory: the environment variable `VITUTILS_DATA_DIR`, else `~/.cache/vitutils`. If it is missing it
+downloads the official archive, checks its md5 before anything is unpacked or unpickled, and extracts it into a
+temporary directory that is renamed into place in one step. Images stay uint8 (150 MB for the 50,000 training
+images) until a batch is used.
 
-- Sample photos shipped inside installed packages (scikit-image, matplotlib), read at run time, plus the
-  standard ImageNet preprocessing of the ViT paper's fine-tuning setup (Dosovitskiy et al., 2021, section 4.1
-  and appendix B.1): resize the short side, centre crop, normalise with the ImageNet mean and standard deviation.
-- CIFAR-10 (Krizhevsky, 2009) in its official python format. The loader looks for an extracted
-  `cifar-10-batches-py` directory under the data directory (environment variable `VITUTILS_DATA_DIR`, else
-  `~/.cache/vitutils`) and otherwise downloads the official archive, checks its md5 before anything is unpacked
-  or unpickled, and extracts it into a temporary directory that is renamed into place in one step.
+Hyper-parameters are chosen on a validation set carved out of the training images, never on the test set:
+`train_val_split` holds out 5,000 of the 50,000 training images (as the UvA tutorial does), seeded and
+stratified (500 per class), and the test set is reported once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import pickle
 import shutil
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
-import cv2
 import numpy as np
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vitutils.data.images import to_tensor
 
-SAMPLE_IMAGES = ("chelsea", "astronaut", "coffee", "rocket", "grace_hopper")
+__all__ = [
+    "CIFAR10",
+    "CIFAR10_CLASSES",
+    "CIFAR10_DIRNAME",
+    "CIFAR10_FILES",
+    "CIFAR10_MD5",
+    "CIFAR10_URL",
+    "DATA_DIR_ENV",
+    "SPLITS",
+    "data_dir",
+    "download_cifar10",
+    "load_cifar10",
+    "load_cifar10_split",
+    "train_val_split",
+]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -56,146 +65,8 @@ CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILES = ("test_batch",)
 CIFAR10_FILES = (*CIFAR10_TRAIN_FILES, *CIFAR10_TEST_FILES, "batches.meta")
 DATA_DIR_ENV = "VITUTILS_DATA_DIR"
-
-
-# --- photos ------------------------------------------------------------------------------------------------
-
-
-def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W), (H, W, 3) or (H, W, 4) uint8 -> contiguous (H, W, 3) uint8 RGB."""
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)  # (H, W, 3)
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image (values 0-255), got dtype {image.dtype}")
-    return np.ascontiguousarray(image[..., :3])
-
-
-def sample_image(name: str = "chelsea") -> np.ndarray:
-    """A sample photo, read from an installed package: (H, W, 3) uint8 RGB.
-
-    `name` is one of `SAMPLE_IMAGES`: "chelsea" (a cat, 300 × 451), "astronaut" (512 × 512), "coffee"
-    (400 × 600), "rocket" (427 × 640) from `skimage.data`, and "grace_hopper" (600 × 512) from matplotlib's
-    bundled sample data. Nothing is downloaded and nothing is stored in the book's repository.
-
-    Book: chapter 1, "Images as sequences of patches".
-    """
-    if name not in SAMPLE_IMAGES:
-        raise ValueError(f"unknown sample image {name!r}; expected one of {SAMPLE_IMAGES}")
-    if name == "grace_hopper":
-        from matplotlib import cbook
-
-        return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    import skimage.data
-
-    return _as_rgb_uint8(getattr(skimage.data, name)())
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file with OpenCV: (H, W, 3) uint8 RGB (BGR and grayscale files are converted, alpha dropped).
-
-    Book: chapter 1, "Images as sequences of patches".
-    """
-    # np.fromfile + imdecode instead of cv2.imread: imread silently returns None for missing files and
-    # cannot open non-ASCII paths on Windows.
-    buffer = np.fromfile(os.fspath(path), dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_ANYCOLOR)  # 8-bit, (H, W) gray or (H, W, 3) BGR
-    if image is None:
-        raise ValueError(f"could not decode {os.fspath(path)!r} as an image")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # (H, W, 3)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
-
-
-def resize_and_center_crop(image: np.ndarray, size: int, crop_pct: float = 0.875) -> np.ndarray:
-    """Resize the short side to `size / crop_pct` pixels, then crop the central `size × size` square.
-
-    `image` is (H, W, 3) uint8; the result is (size, size, 3) uint8. `crop_pct = 0.875` is the usual ImageNet
-    evaluation crop (256 → 224); `crop_pct = 1.0` keeps as much of the photo as a square allows. Shrinking
-    uses area interpolation (no aliasing), enlarging uses bicubic.
-
-    Book: chapter 1, "Images as sequences of patches".
-    """
-    image = _as_rgb_uint8(np.asarray(image))
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    if not 0 < crop_pct <= 1:
-        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-    H, W, _ = image.shape
-    short = math.floor(size / crop_pct)
-    if H <= W:
-        new_h, new_w = short, max(short, int(short * W / H))
-    else:
-        new_h, new_w = max(short, int(short * H / W)), short
-    if (new_h, new_w) != (H, W):
-        interpolation = cv2.INTER_AREA if new_h < H else cv2.INTER_CUBIC
-        image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)  # (new_h, new_w, 3)
-    top = round((new_h - size) / 2)
-    left = round((new_w - size) / 2)
-    return np.ascontiguousarray(image[top : top + size, left : left + size])  # (size, size, 3)
-
-
-def to_tensor(image: np.ndarray) -> Tensor:
-    """(H, W, 3) image -> (3, H, W) float32 tensor in [0, 1] (uint8 is divided by 255; floats are kept).
-
-    Book: chapter 1, "Images as sequences of patches".
-    """
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {tuple(array.shape)}")
-    x = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # (3, H, W)
-    if array.dtype == np.uint8:
-        return x.float() / 255.0
-    return x.float()
-
-
-def _channel_stats(
-    mean: Sequence[float], std: Sequence[float], like: Tensor
-) -> tuple[Tensor, Tensor]:
-    m = torch.as_tensor(mean, dtype=like.dtype, device=like.device).view(-1, 1, 1)  # (3, 1, 1)
-    s = torch.as_tensor(std, dtype=like.dtype, device=like.device).view(-1, 1, 1)  # (3, 1, 1)
-    return m, s
-
-
-def preprocess(
-    image: np.ndarray,
-    size: int = 224,
-    *,
-    crop_pct: float = 0.875,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> Tensor:
-    """(H, W, 3) uint8 photo -> (3, size, size) float32, resized, centre-cropped and normalised per channel.
-
-    Book: chapter 2, "Patch embedding and the class token".
-    """
-    x = to_tensor(resize_and_center_crop(image, size, crop_pct))  # (3, size, size)
-    m, s = _channel_stats(mean, std, x)
-    return (x - m) / s
-
-
-def denormalize(
-    x: Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> Tensor:
-    """Undo `preprocess`'s normalisation for display: (..., 3, H, W) -> same shape, clamped to [0, 1].
-
-    Book: chapter 2, "Patch embedding and the class token".
-    """
-    if x.ndim < 3 or x.shape[-3] != 3:
-        raise ValueError(f"expected a (..., 3, H, W) tensor, got shape {tuple(x.shape)}")
-    m, s = _channel_stats(mean, std, x)
-    return (x * s + m).clamp(0.0, 1.0)
-
-
-def to_image(x: Tensor) -> np.ndarray:
-    """(3, H, W) tensor in [0, 1] -> (H, W, 3) float32 array, clamped, ready for `plt.imshow`.
-
-    Book: chapter 1, "Images as sequences of patches".
-    """
-    if x.ndim != 3 or x.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(x.shape)}")
-    return x.detach().float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+# "train" and "val" partition the official training set; "train+val" is all of it; "test" is the test set.
+SPLITS = ("train", "val", "train+val", "test")
 
 
 # --- CIFAR-10: locating, downloading, reading ----------------------------------------------------------------
@@ -339,11 +210,74 @@ def load_cifar10(
     return images, labels
 
 
-class CIFAR10(Dataset):
-    """CIFAR-10 as a map-style dataset of (image, label) pairs.
+# --- the validation split ---------------------------------------------------------------------------------
 
-    Without `transform` an item is ((3, 32, 32) float32 tensor in [0, 1], int label); with it,
-    `transform` receives the (32, 32, 3) uint8 array and its result is returned instead of the tensor.
+
+def train_val_split(
+    labels: np.ndarray, val_size: int = 5000, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of a seeded, class-stratified split of a labelled training set.
+
+    Each class gives the validation set its share of `val_size` (500 per class for CIFAR-10's 50,000 images;
+    with unequal classes the shares are rounded by largest remainder). The images of each class are
+    shuffled with `numpy.random.default_rng(seed)`, the first ones of the shuffle go to validation. Both
+    index arrays are sorted, disjoint and together cover `range(len(labels))`; the same labels, `val_size`
+    and `seed` always give the same split.
+
+    Book: chapter 7, "Training on CIFAR-10".
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"expected labels of shape (n,), got {labels.shape}")
+    if not 0 < val_size < n:
+        raise ValueError(f"val_size must be between 1 and {n - 1} (the number of labels - 1), got {val_size}")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = val_size * counts / n  # each class's share of the validation set
+    take = np.floor(exact).astype(int)
+    # largest remainder first; ties by class order, so the split does not depend on anything but the inputs
+    leftover = np.argsort(-(exact - take), kind="stable")[: val_size - take.sum()]
+    take[leftover] += 1
+    rng = np.random.default_rng(seed)
+    val = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)]
+    )
+    val.sort()
+    train = np.setdiff1d(np.arange(n), val, assume_unique=True)  # sorted
+    return train, val
+
+
+def load_cifar10_split(
+    split: Literal["train", "val", "train+val", "test"],
+    root: str | os.PathLike | None = None,
+    *,
+    val_size: int = 5000,
+    seed: int = 0,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of CIFAR-10 as arrays: images (n, 32, 32, 3) uint8 and labels (n,) int64.
+
+    "train" (45,000 images) and "val" (5,000) come from `train_val_split` of the official training set with
+    `val_size` and `seed`; "train+val" is the whole training set (50,000), for a final run once the
+    hyper-parameters are chosen; "test" is the official test set (10,000). Images keep their official order.
+
+    Book: chapter 7, "Training on CIFAR-10".
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    images, labels = load_cifar10(root, train=split != "test", download=download)
+    if split in ("train", "val"):
+        train, val = train_val_split(labels, val_size, seed=seed)
+        keep = train if split == "train" else val
+        images, labels = images[keep], labels[keep]  # (n, 32, 32, 3), (n,)
+    return images, labels
+
+
+class CIFAR10(Dataset):
+    """A split of CIFAR-10 (see `load_cifar10_split`) as a map-style dataset of (image, label) pairs.
+
+    The images stay uint8 in memory. Without `transform` an item is ((3, 32, 32) float32 tensor in [0, 1],
+    int label); with it, `transform` receives the (32, 32, 3) uint8 array and its result is returned instead.
 
     Book: chapter 7, "Training on CIFAR-10".
     """
@@ -354,11 +288,16 @@ class CIFAR10(Dataset):
         self,
         root: str | os.PathLike | None = None,
         *,
-        train: bool = True,
+        split: Literal["train", "val", "train+val", "test"] = "train",
+        val_size: int = 5000,
+        seed: int = 0,
         download: bool = True,
         transform: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
-        self.images, self.labels = load_cifar10(root, train=train, download=download)
+        self.split = split
+        self.images, self.labels = load_cifar10_split(
+            split, root, val_size=val_size, seed=seed, download=download
+        )
         self.transform = transform
 
     def __len__(self) -> int:
