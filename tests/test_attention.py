@@ -1,5 +1,7 @@
 """Tests for vitutils.attention against PyTorch's own attention (F.sdpa, nn.MultiheadAttention)."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,9 +10,11 @@ from torch import nn
 import vitutils.attention as attention_module
 from vitutils.attention import (
     Attention,
+    attention_entropy,
     attention_weights,
     record_attention,
     scaled_dot_product_attention,
+    set_fused_attn,
 )
 from vitutils.positional import RelativePositionBias
 
@@ -136,10 +140,10 @@ def test_fused_and_teaching_paths_agree_including_gradients(with_bias):
     )
     attn = Attention(dim=32, num_heads=4, qkv_bias=True, rel_pos_bias=rel)
     x = torch.randn(2, 7, 32, requires_grad=True)
-    attn.fused_attn = True
+    set_fused_attn(attn, True)
     fused = attn(x)
     (g_fused,) = torch.autograd.grad(fused.square().sum(), x)
-    attn.fused_attn = False
+    set_fused_attn(attn, False)
     teaching = attn(x)
     (g_teaching,) = torch.autograd.grad(teaching.square().sum(), x)
     torch.testing.assert_close(fused, teaching, atol=1e-5, rtol=0)
@@ -192,7 +196,7 @@ def test_relative_position_bias_is_added_to_the_logits(grid, prefix):
         expected = _manual_attention(with_bias, x, rel())
         no_bias = _manual_attention(with_bias, x, None)
         for fused in (True, False):
-            with_bias.fused_attn = fused
+            set_fused_attn(with_bias, fused)
             torch.testing.assert_close(with_bias(x), expected, atol=1e-5, rtol=0)
         torch.testing.assert_close(plain(x), no_bias, atol=1e-5, rtol=0)
     assert (expected - no_bias).abs().max() > 1e-2
@@ -294,3 +298,52 @@ def test_record_attention_needs_attention_modules():
     with pytest.raises(ValueError, match="contains no vitutils Attention"):
         with record_attention(nn.Linear(2, 2)):
             pass
+
+
+# --- attention_entropy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("batch", "M"), [((), 1), ((3,), 5), ((2, 4), 17), ((1, 1), 196)])
+def test_attention_entropy_uniform_rows_give_log_m(batch, M):
+    weights = torch.full((*batch, M), 1.0 / M)
+    entropy = attention_entropy(weights)
+    assert entropy.shape == batch
+    torch.testing.assert_close(entropy, torch.full(batch, math.log(M)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("M", [1, 4, 9])
+def test_attention_entropy_one_hot_rows_give_zero(M):
+    entropy = attention_entropy(torch.eye(M))  # M one-hot rows
+    assert entropy.shape == (M,)
+    assert torch.equal(entropy, torch.zeros(M))
+
+
+def test_attention_entropy_one_hot_rows_are_not_negative_zero():
+    # torch.equal(-0.0, 0.0) is True, so only the sign bit tells -0.0 (printed "-0.") from 0.0.
+    entropy = attention_entropy(torch.eye(4))
+    assert not torch.signbit(entropy).any()
+
+
+@pytest.mark.parametrize(("batch", "M"), [((6,), 7), ((2, 3), 16), ((1,), 2), ((2, 2, 2), 50)])
+def test_attention_entropy_matches_categorical(batch, M):
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(*batch, M, generator=g)
+    logits[
+        ..., 0
+    ] = -torch.inf  # a masked key: weight exactly 0, which contributes 0 (0 · log 0 = 0)
+    weights = logits.softmax(dim=-1)
+    expected = torch.distributions.Categorical(probs=weights).entropy()
+    entropy = attention_entropy(weights)
+    assert entropy.shape == batch
+    torch.testing.assert_close(entropy, expected, atol=1e-5, rtol=0)
+    assert (entropy >= 0).all() and (entropy <= math.log(M)).all()
+
+
+def test_attention_entropy_of_real_attention_weights():
+    # Rows from attention_weights (..., N, M) -> (..., N): each one a distribution over the M keys.
+    q, k, _ = _qkv((2, 3), 5, 7, 8, 8, seed=4)
+    weights = attention_weights(q, k)
+    entropy = attention_entropy(weights)
+    assert entropy.shape == (2, 3, 5)
+    expected = torch.distributions.Categorical(probs=weights).entropy()
+    torch.testing.assert_close(entropy, expected, atol=1e-5, rtol=0)

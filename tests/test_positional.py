@@ -8,8 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from vitutils.positional import (
+    ENCODING_KINDS,
     RelativePositionBias,
+    example_encoding,
     init_learned_pos_embed,
+    pos_embed_similarity,
+    posemb_sincos_2d,
     relative_position_index,
     resample_pos_embed,
     sincos_1d,
@@ -315,3 +319,203 @@ def test_resample_errors():
         resample_pos_embed(torch.zeros(1, 5, 8), 2, num_prefix_tokens=6)
     with pytest.raises(ValueError, match="new_grid_h must be positive, got 0"):
         resample_pos_embed(torch.zeros(1, 17, 8), (0, 4))
+
+
+# ----------------------------------------------------------------------------- posemb_sincos_2d
+
+
+def loop_posemb_sincos_2d(grid_h: int, grid_w: int, dim: int, temperature: float) -> np.ndarray:
+    """Reference: big_vision's layout written out entry by entry in float64."""
+    q = dim // 4
+    pe = np.zeros((grid_h * grid_w, dim), dtype=np.float64)
+    for y in range(grid_h):
+        for x in range(grid_w):
+            n = y * grid_w + x  # raster order
+            for k in range(q):
+                omega = temperature ** (-k / (q - 1))
+                pe[n, k] = math.sin(x * omega)
+                pe[n, q + k] = math.cos(x * omega)
+                pe[n, 2 * q + k] = math.sin(y * omega)
+                pe[n, 3 * q + k] = math.cos(y * omega)
+    return pe
+
+
+@pytest.mark.parametrize("dim", [8, 16, 64])
+@pytest.mark.parametrize(("gh", "gw"), [(3, 5), (4, 4), (1, 7)])
+def test_posemb_sincos_2d_equals_formula(gh, gw, dim):
+    pe = posemb_sincos_2d(gh, gw, dim)
+    assert pe.shape == (gh * gw, dim)
+    assert pe.dtype == torch.float32
+    reference = torch.from_numpy(loop_posemb_sincos_2d(gh, gw, dim, 10000.0)).float()
+    torch.testing.assert_close(pe, reference, atol=1e-6, rtol=0)
+
+
+def test_posemb_sincos_2d_other_temperature_and_dim_12():
+    pe = posemb_sincos_2d(2, 3, 12, temperature=100.0)  # 12: a multiple of 4, at least 8
+    reference = torch.from_numpy(loop_posemb_sincos_2d(2, 3, 12, 100.0)).float()
+    torch.testing.assert_close(pe, reference, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("gh", "gw", "dim"), [(3, 5, 16), (4, 4, 8), (5, 2, 32)])
+def test_posemb_sincos_2d_blocks_follow_one_axis(gh, gw, dim):
+    pe = posemb_sincos_2d(gh, gw, dim)
+    q = dim // 4
+    for n in range(gh * gw):
+        y, x = divmod(n, gw)
+        # Blocks 1-2 (sin x, cos x) are those of the patch in row 0 with the same column ...
+        assert torch.equal(pe[n, : 2 * q], pe[x, : 2 * q])
+        # ... and blocks 3-4 (sin y, cos y) those of the patch in column 0 with the same row.
+        assert torch.equal(pe[n, 2 * q :], pe[y * gw, 2 * q :])
+    # Both axes do change the code, so the equalities above are not trivially true.
+    assert not torch.equal(pe[0, :q], pe[1, :q])  # next column
+    assert not torch.equal(pe[0, 2 * q : 3 * q], pe[gw, 2 * q : 3 * q])  # next row
+
+
+@pytest.mark.parametrize("temperature", [10000.0, 100.0])
+@pytest.mark.parametrize("dim", [8, 64])
+def test_posemb_sincos_2d_frequencies_span_one_to_one_over_temperature(dim, temperature):
+    pe = posemb_sincos_2d(2, 2, dim, temperature).double()
+    q = dim // 4
+    # Patch 1 is at x = 1, y = 0: its first two blocks are sin(ω_k), cos(ω_k).
+    omega = torch.atan2(pe[1, :q], pe[1, q : 2 * q])  # (dim/4,)
+    torch.testing.assert_close(omega[0], torch.tensor(1.0, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        omega[-1], torch.tensor(1 / temperature, dtype=torch.float64), atol=0, rtol=1e-4
+    )
+    # Geometric in between: a constant ratio, so the endpoints are the extremes.
+    ratios = omega[1:] / omega[:-1]
+    expected = torch.full_like(ratios, temperature ** (-1 / (q - 1)))
+    torch.testing.assert_close(ratios, expected, atol=0, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((4, 4, 6), "dim must be a multiple of 4 and at least 8, got 6"),
+        ((4, 4, 10), "dim must be a multiple of 4 and at least 8, got 10"),
+        ((4, 4, 4), "dim must be a multiple of 4 and at least 8, got 4"),
+        ((0, 4, 8), "grid_h must be positive, got 0"),
+        ((4, -2, 8), "grid_w must be positive, got -2"),
+    ],
+)
+def test_posemb_sincos_2d_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        posemb_sincos_2d(*args)
+
+
+@pytest.mark.parametrize(("gh", "gw", "dim"), [(4, 6, 32), (3, 3, 16), (1, 5, 8)])
+def test_posemb_sincos_2d_dot_product_depends_only_on_2d_offset(gh, gw, dim):
+    # <PE[i], PE[j]> = Σ_k cos(ω_k Δx) + Σ_k cos(ω_k Δy), with (Δy, Δx) the offset of the patches.
+    pe = posemb_sincos_2d(gh, gw, dim).double()
+    gram = pe @ pe.T  # (N, N)
+    q = dim // 4
+    omegas = [10000.0 ** (-k / (q - 1)) for k in range(q)]
+    N = gh * gw
+    expected = torch.zeros(N, N, dtype=torch.float64)
+    for i in range(N):
+        yi, xi = divmod(i, gw)
+        for j in range(N):
+            yj, xj = divmod(j, gw)
+            expected[i, j] = sum(math.cos(w * (xi - xj)) for w in omegas) + sum(
+                math.cos(w * (yi - yj)) for w in omegas
+            )
+    torch.testing.assert_close(gram, expected, atol=1e-5, rtol=0)
+    # The similarity does vary with the offset.
+    assert gram.max() - gram.min() > 0.1
+
+
+# ----------------------------------------------------------------------------- resampling like vit_jax
+
+
+@pytest.mark.parametrize(
+    ("old_grid", "new_grid"), [((14, 14), (24, 24)), ((7, 7), (12, 12)), ((4, 6), (8, 9))]
+)
+def test_resample_align_corners_equals_scipy_zoom(old_grid, new_grid):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    torch.manual_seed(0)
+    (gh, gw), (new_gh, new_gw), D = old_grid, new_grid, 8
+    pos_embed = torch.randn(1, 1 + gh * gw, D)
+    out = resample_pos_embed(
+        pos_embed,
+        new_grid,
+        old_grid=old_grid,
+        num_prefix_tokens=1,
+        mode="bilinear",
+        antialias=False,
+        align_corners=True,
+    )
+    assert out.shape == (1, 1 + new_gh * new_gw, D)
+    assert torch.equal(out[:, 0], pos_embed[:, 0])  # class token unchanged
+    # vit_jax's resize: scipy.ndimage.zoom of the (gh, gw, D) grid, linear, one zoom per axis.
+    grid = pos_embed[0, 1:].reshape(gh, gw, D).double().numpy()
+    zoomed = ndimage.zoom(grid, (new_gh / gh, new_gw / gw, 1), order=1)
+    assert zoomed.shape == (new_gh, new_gw, D)
+    patches = out[0, 1:].reshape(new_gh, new_gw, D).double()
+    torch.testing.assert_close(patches, torch.from_numpy(zoomed), atol=1e-5, rtol=0)
+    # timm's default (bicubic, patch centres aligned) is a different resize: the distinction is real.
+    default = resample_pos_embed(pos_embed, new_grid, old_grid=old_grid)[0, 1:]
+    difference = (default.reshape(new_gh, new_gw, D).double() - torch.from_numpy(zoomed)).abs()
+    assert difference.max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- similarity maps
+
+
+@pytest.mark.parametrize(("N", "D"), [(16, 8), (1, 4), (35, 64)])
+def test_pos_embed_similarity_equals_cosine_similarity(N, D):
+    torch.manual_seed(0)
+    pe = torch.randn(N, D)
+    reference = F.cosine_similarity(pe[:, None], pe[None], dim=-1)  # (N, N)
+    similarity = pos_embed_similarity(pe)
+    assert similarity.shape == (N, N)
+    torch.testing.assert_close(similarity, reference, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.diagonal(similarity), torch.ones(N), atol=1e-6, rtol=0)
+    # A (1, N, D) parameter gives the same matrix; a matching grid is accepted.
+    torch.testing.assert_close(pos_embed_similarity(pe[None]), reference, atol=1e-6, rtol=0)
+    parameter = torch.nn.Parameter(pe[None].clone())
+    torch.testing.assert_close(
+        pos_embed_similarity(parameter, (1, N)), reference, atol=1e-6, rtol=0
+    )
+
+
+def test_pos_embed_similarity_errors():
+    with pytest.raises(ValueError, match=r"4 × 4 grid needs 16 encodings, got 17 .*class token"):
+        pos_embed_similarity(torch.randn(1, 17, 8), (4, 4))
+    with pytest.raises(ValueError, match=r"expected encodings of shape \(N, D\), got \(8,\)"):
+        pos_embed_similarity(torch.randn(8))
+    with pytest.raises(ValueError, match=r"expected encodings of shape \(N, D\), got \(2, 4, 8\)"):
+        pos_embed_similarity(torch.randn(2, 4, 8))
+
+
+# ----------------------------------------------------------------------------- example_encoding
+
+
+@pytest.mark.parametrize(("grid", "dim"), [(4, 16), ((3, 5), 8), ((1, 1), 4)])
+def test_example_encoding_learned_is_seeded_without_touching_the_global_rng(grid, dim):
+    gh, gw = (grid, grid) if isinstance(grid, int) else grid
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = example_encoding("learned", grid, dim, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random state is untouched
+    assert a.shape == (gh * gw, dim)
+    assert not a.requires_grad
+    assert torch.equal(example_encoding("learned", grid, dim, seed=3), a)  # same seed, same code
+    assert not torch.equal(example_encoding("learned", grid, dim, seed=4), a)  # another seed
+    # Reference: the package's learned initialisation drawn right after seeding.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        reference = init_learned_pos_embed(gh * gw, dim)[0].detach()
+    assert torch.equal(a, reference)
+
+
+@pytest.mark.parametrize(("grid", "dim"), [(4, 16), ((3, 5), 8), ((1, 6), 32)])
+def test_example_encoding_sincos_kinds(grid, dim):
+    gh, gw = (grid, grid) if isinstance(grid, int) else grid
+    assert set(ENCODING_KINDS) == {"learned", "sincos_1d", "sincos_2d"}
+    assert torch.equal(example_encoding("sincos_1d", grid, dim), sincos_1d(gh * gw, dim))
+    assert torch.equal(example_encoding("sincos_2d", grid, dim), sincos_2d(gh, gw, dim))
+
+
+def test_example_encoding_unknown_kind():
+    with pytest.raises(ValueError, match="unknown kind 'rope'; expected one of"):
+        example_encoding("rope", 4, 8)

@@ -1,6 +1,7 @@
 """Tests for vitutils.vit: timm's state-dict layout, parameter counts, transformers' ViT logits."""
 
 import dataclasses
+import inspect
 
 import pytest
 import torch
@@ -8,8 +9,9 @@ from torch import nn
 from transformers import ViTConfig as HFViTConfig
 from transformers import ViTForImageClassification, ViTModel
 
-from vitutils.attention import record_attention
-from vitutils.positional import sincos_2d
+from vitutils.attention import Attention, record_attention, set_fused_attn
+from vitutils.block import DropPath
+from vitutils.positional import posemb_sincos_2d
 from vitutils.pretrained import hf_naming, hf_to_timm_state_dict, timm_to_hf_state_dict
 from vitutils.vit import PRESETS, ViT, ViTConfig, count_parameters, vit_config, vit_from_preset
 
@@ -135,7 +137,171 @@ def test_every_config_field_is_a_constructor_argument():
     assert ViT.from_config(vit_config("vit_cifar_tiny", depth=1)).num_classes == 10
     with pytest.raises(ValueError, match="unknown ViTConfig field"):
         vit_config("vit_cifar_tiny", depths=3)
+    with pytest.raises(ValueError, match=r"unknown ViTConfig field\(s\) \['embed_dimm'\]"):
+        ViT(embed_dimm=64)
     assert "fused_attn" in names and "representation_size" in names
+    # The constructor's documented signature is the dataclass, field for field, default for default.
+    params = list(inspect.signature(ViT).parameters.values())
+    assert params[0].name == "config" and params[0].kind is inspect.Parameter.POSITIONAL_ONLY
+    assert [(p.name, p.default) for p in params[1:]] == [
+        (f.name, f.default) for f in dataclasses.fields(ViTConfig)
+    ]
+
+
+def test_config_keywords_and_config_object_build_the_same_model():
+    cfg = vit_config("vit_cifar_tiny", depth=2, drop_rate=0.1, representation_size=32)
+    by_config = ViT(cfg)
+    by_keywords = ViT(**dataclasses.asdict(cfg))
+    mixed = ViT(vit_config("vit_cifar_tiny"), depth=2, drop_rate=0.1, representation_size=32)
+    assert by_config.config == by_keywords.config == mixed.config == cfg
+    assert repr(by_config) == repr(by_keywords) == repr(mixed)
+    assert ViT().config == ViTConfig()
+
+
+# For every field of ViTConfig, a second valid value. Building a model with it must change the model:
+# otherwise the field is read by nobody (the constructor and the config have drifted apart). A field added
+# to ViTConfig without a row here fails the first assertion.
+_BASE = dict(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=5)
+_OTHER_VALUE = {
+    "img_size": 48,
+    "patch_size": 4,
+    "in_chans": 1,
+    "num_classes": 3,
+    "global_pool": "avg",
+    "embed_dim": 32,
+    "depth": 3,
+    "num_heads": 4,
+    "mlp_ratio": 2.0,
+    "qkv_bias": False,
+    "class_token": False,
+    "pos_embed": "sincos",
+    "drop_rate": 0.1,
+    "pos_drop_rate": 0.1,
+    "proj_drop_rate": 0.1,
+    "attn_drop_rate": 0.1,
+    "drop_path_rate": 0.1,
+    "representation_size": 8,
+    "fused_attn": False,
+}
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    # The module tree with every hyper-parameter its repr shows (dropout p, drop_prob, fused_attn, …),
+    # and every tensor's name, shape and kind (parameter or buffer).
+    params = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    buffers = {k: tuple(v.shape) for k, v in model.named_buffers()}
+    return repr(model), params, buffers
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(ViTConfig)])
+def test_every_config_field_reaches_the_model(field):
+    assert set(_OTHER_VALUE) == {f.name for f in dataclasses.fields(ViTConfig)}
+    base = {**_BASE, "global_pool": "avg"} if field == "class_token" else _BASE
+    changed = {**base, field: _OTHER_VALUE[field]}
+    with torch.device("meta"):
+        assert _fingerprint(ViT(**changed)) != _fingerprint(ViT(**base)), field
+
+
+def test_dropout_follows_timm():
+    """Five rates with timm's names, meanings and module paths (timm's VisionTransformer: `drop_rate` is the
+    head's dropout, `pos_drop_rate` follows the position embedding, `proj_drop_rate` acts after attn.proj
+    and both MLP layers, `attn_drop_rate` on the attention weights, `drop_path_rate` the last block's
+    stochastic depth). Written from timm's source; timm itself cannot be imported here."""
+    rates = dict(
+        drop_rate=0.11,
+        pos_drop_rate=0.22,
+        proj_drop_rate=0.33,
+        attn_drop_rate=0.44,
+        drop_path_rate=0.5,
+    )
+    depth = 3
+    model = ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, depth=depth, **rates)
+    expected = {"pos_drop": 0.22, "head_drop": 0.11}
+    for i in range(depth):
+        expected |= {
+            f"blocks.{i}.attn.attn_drop": 0.44,
+            f"blocks.{i}.attn.proj_drop": 0.33,
+            f"blocks.{i}.mlp.drop1": 0.33,
+            f"blocks.{i}.mlp.drop2": 0.33,
+        }
+    dropouts = {n: m.p for n, m in model.named_modules() if isinstance(m, nn.Dropout)}
+    assert dropouts == pytest.approx(expected)  # every dropout is one of timm's, at timm's rate
+    drop_paths = {n: m.drop_prob for n, m in model.named_modules() if isinstance(m, DropPath)}
+    linear = [0.0, 0.25, 0.5]  # timm: torch.linspace(0, drop_path_rate, depth); 0 → nn.Identity
+    assert drop_paths == pytest.approx(
+        {f"blocks.{i}.drop_path{j}": linear[i] for i in (1, 2) for j in (1, 2)}
+    )
+    # The state dict does not depend on any rate: dropout has no parameters.
+    plain = ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, depth=depth)
+    assert list(model.state_dict()) == list(plain.state_dict())
+
+
+def _active(model: nn.Module, x: torch.Tensor) -> set[str]:
+    """Names of the dropout modules that changed their input in one training-mode forward pass."""
+    changed: set[str] = set()
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, inp, out, name=name: (
+                changed.add(name) if not torch.equal(inp[0], out) else None
+            )
+        )
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Dropout)
+    ]
+    model.train()(x)
+    for h in hooks:
+        h.remove()
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("rate", "where"),
+    [
+        ("drop_rate", {"head_drop"}),
+        ("pos_drop_rate", {"pos_drop"}),
+        ("proj_drop_rate", {"attn.proj_drop", "mlp.drop1", "mlp.drop2"}),
+        ("attn_drop_rate", {"attn.attn_drop"}),
+    ],
+)
+def test_each_dropout_rate_acts_only_where_timm_puts_it(rate, where):
+    torch.manual_seed(0)
+    model = ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, depth=2, **{rate: 0.5})
+    set_fused_attn(model, False)  # attention dropout on the teaching path runs through attn_drop
+    active = _active(model, torch.randn(4, 3, 32, 32))
+    assert {name.split(".", 2)[-1] for name in active} == where
+    assert all(name.startswith("blocks.") for name in active) == (
+        rate in ("proj_drop_rate", "attn_drop_rate")
+    )
+
+
+def test_head_dropout_sits_after_pre_logits_before_the_head():
+    model = ViT(
+        img_size=32,
+        patch_size=8,
+        embed_dim=16,
+        num_heads=2,
+        depth=1,
+        drop_rate=0.5,
+        representation_size=8,
+        num_classes=3,
+    ).train()
+    seen = []
+    model.pre_logits.register_forward_hook(lambda m, i, o: seen.append("pre_logits"))
+    model.head_drop.register_forward_hook(lambda m, i, o: seen.append("head_drop"))
+    model.head.register_forward_hook(lambda m, i, o: seen.append("head"))
+    model(torch.randn(2, 3, 32, 32))
+    assert seen == ["pre_logits", "head_drop", "head"]
+    features = model.forward_head(
+        model.forward_features(torch.randn(2, 3, 32, 32)), pre_logits=True
+    )
+    assert features.shape == (2, 8)  # timm: pre_logits=True returns the features after head_drop
+
+
+def test_bad_dropout_rates_raise():
+    with pytest.raises(ValueError, match=r"proj_drop_rate must be in \[0, 1\), got 1.5"):
+        ViTConfig(proj_drop_rate=1.5)
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\], got -0.1"):
+        ViTConfig(drop_path_rate=-0.1)
 
 
 def _hf_config(image_size, **kwargs):
@@ -256,14 +422,15 @@ def test_average_pooling_uses_fc_norm_on_patch_tokens():
 
 
 def test_sincos_position_embedding_is_fixed():
+    """pos_embed="sincos" is Simple ViT's fixed 2D sin-cos (big_vision layout), the class token's row zero."""
     model = _small_vit((32, 48), pos_embed="sincos")
-    expected = torch.cat([torch.zeros(1, 64), sincos_2d(4, 6, 64)])[None]
+    expected = torch.cat([torch.zeros(1, 64), posemb_sincos_2d(4, 6, 64)])[None]
     assert torch.equal(model.pos_embed, expected)
     assert "pos_embed" in model.state_dict()
     assert "pos_embed" not in dict(model.named_parameters())
     learned = _small_vit((32, 48))
     assert count_parameters(learned) - count_parameters(model) == 25 * 64
-    with pytest.raises(ValueError, match="divisible by 4"):
+    with pytest.raises(ValueError, match="multiple of 4"):
         ViT(img_size=32, patch_size=8, embed_dim=18, num_heads=3, depth=1, pos_embed="sincos")
 
 
@@ -272,9 +439,14 @@ def test_fused_and_teaching_paths_agree():
     model = _small_vit((24, 40)).eval()
     x = torch.randn(2, 3, 24, 40)
     fused = model(x)
-    for block in model.blocks:
-        block.attn.fused_attn = False
+    set_fused_attn(model, False)
+    assert not any(m.fused_attn for m in model.modules() if isinstance(m, Attention))
     torch.testing.assert_close(model(x), fused, atol=1e-5, rtol=0)
+    set_fused_attn(model, True)
+    assert all(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    torch.testing.assert_close(model(x), fused, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="contains no vitutils Attention"):
+        set_fused_attn(nn.Linear(2, 2), False)
 
 
 def test_record_attention_on_a_vit():
@@ -310,6 +482,7 @@ def test_reset_classifier():
     model = _small_vit(32)
     model.reset_classifier(3)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    assert model.config.num_classes == 3
     model.reset_classifier(0)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 64)
 

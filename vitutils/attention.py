@@ -3,7 +3,9 @@
 Implements equation (1) of Vaswani et al. (2017), Attention(Q, K, V) = softmax(QKᵀ / √d) V, and the
 multi-head self-attention (MSA) of the ViT paper (Dosovitskiy et al., 2021, eq. 5-8 of appendix A).
 
-Two paths compute the same thing behind one switch, `Attention.fused_attn`:
+Two paths compute the same thing behind one switch, `Attention.fused_attn`, which
+`set_fused_attn(model, enabled)` sets for every attention layer of a model at once (as timm's
+`set_fused_attn`):
 
 - the *teaching* path writes the softmax out (`attention_weights`) and can hand the weights over for
   plots;
@@ -14,6 +16,9 @@ Two paths compute the same thing behind one switch, `Attention.fused_attn`:
 `record_attention(model)` is the documented way to look at the weights: inside the `with` block
 every `Attention` of the model takes the teaching path and stores its weights; outside it nothing is
 stored.
+
+Chapter 4 also looks at attention on a real photo before any training, with hand-made patch features as
+queries and keys (`patch_features`, `patch_attention`, `attention_entropy`).
 """
 
 from __future__ import annotations
@@ -24,14 +29,31 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vitutils.data.images import to_tensor
+from vitutils.patches import patchify
+
 if TYPE_CHECKING:  # only for the type hint: positional.py does not import this module
     from vitutils.positional import RelativePositionBias
 
-__all__ = ["Attention", "attention_weights", "record_attention", "scaled_dot_product_attention"]
+__all__ = [
+    "PATCH_FEATURE_KINDS",
+    "Attention",
+    "attention_entropy",
+    "attention_weights",
+    "patch_attention",
+    "patch_features",
+    "record_attention",
+    "scaled_dot_product_attention",
+    "set_fused_attn",
+]
+
+PATCH_FEATURE_KINDS = ("pixels", "colour", "texture")
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grey, as in OpenCV's RGB2GRAY
 
 
 def attention_weights(
@@ -182,6 +204,22 @@ class Attention(nn.Module):
         return f"num_heads={self.num_heads}, head_dim={self.head_dim}, fused_attn={self.fused_attn}"
 
 
+def set_fused_attn(model: nn.Module, enabled: bool = True) -> None:
+    """Switch every `Attention` of `model` to the fused path (True) or the teaching path (False).
+
+    The one switch for a whole model: the benchmark, the tests and the chapters use it instead of setting
+    `fused_attn` layer by layer. It changes the modules, not a model's `config`, which records how the model
+    was built. Raises ValueError if `model` holds no `Attention`.
+
+    Book: chapter 4, "The package version".
+    """
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} contains no vitutils Attention module")
+    for layer in layers:
+        layer.fused_attn = bool(enabled)
+
+
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     """Record the attention weights of every `Attention` in `model` while the block runs.
@@ -212,3 +250,57 @@ def record_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     finally:
         for (_, m), recorder in zip(modules, previous, strict=True):
             m.recorder = recorder
+
+
+# --- attention on a real photo, before any training (chapter 4) -------------------------------------------------
+
+
+def patch_features(image: np.ndarray | Tensor, patch_size: int, kind: str = "pixels") -> Tensor:
+    """Hand-made patch embeddings (N, F), to use directly as queries and keys before any training.
+
+    `image` is anything `vitutils.data.to_tensor` accepts, its sides multiples of `patch_size`. "pixels":
+    each flattened patch (F = C·P·P, values in [0, 1]) standardised per feature over the patches; "colour":
+    each patch's mean RGB (F = 3), standardised the same way; "texture": the grey patch (F = P·P) minus its
+    own mean, scaled to unit norm (so q·k is the correlation of two patches' textures).
+
+    Book: chapter 4, "Attention on a real photo".
+    """
+    if kind not in PATCH_FEATURE_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {PATCH_FEATURE_KINDS}")
+    x = to_tensor(image)  # (C, H, W)
+    C = x.shape[0]
+    flat = patchify(x[None], patch_size)[0]  # (N, C*P*P), order (c, p1, p2)
+    N = flat.shape[0]
+    flat = flat.reshape(N, C, -1)  # (N, C, P*P)
+    if kind == "texture":
+        weights = torch.tensor(_LUMA) if C == 3 else torch.ones(C) / C
+        grey = (flat * weights[:, None]).sum(dim=1)  # (N, P*P)
+        grey = grey - grey.mean(dim=1, keepdim=True)
+        return grey / grey.norm(dim=1, keepdim=True).clamp_min(1e-8)  # (N, P*P); flat patches -> 0
+    feats = flat.reshape(N, -1) if kind == "pixels" else flat.mean(dim=-1)  # (N, C*P*P) or (N, C)
+    std = feats.std(dim=0, unbiased=False, keepdim=True).clamp_min(1e-6)
+    return (feats - feats.mean(dim=0, keepdim=True)) / std
+
+
+def patch_attention(
+    image: np.ndarray | Tensor, patch_size: int, *, kind: str = "pixels", temperature: float = 1.0
+) -> Tensor:
+    """Self-attention weights (N, N) among the patches, with Q = K = V = `patch_features(image, P, kind)`.
+
+    logits = q·kᵀ / (√F · temperature); the temperature is applied by scaling the queries.
+
+    Book: chapter 4, "Attention on a real photo".
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    feats = patch_features(image, patch_size, kind)  # (N, F)
+    return attention_weights(feats / temperature, feats)  # (N, N)
+
+
+def attention_entropy(weights: Tensor) -> Tensor:
+    """Entropy in nats of each row of attention weights, (..., M) -> (...): 0 one-hot, log M uniform.
+
+    Book: chapter 4, "Attention on a real photo".
+    """
+    entropy = -(weights * weights.clamp_min(1e-30).log()).sum(dim=-1)
+    return entropy.clamp_min(0.0) + 0.0  # a one-hot row gives -0.0; adding +0.0 makes it 0.0

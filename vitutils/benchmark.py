@@ -8,7 +8,7 @@ checks that the logits agree (within 1e-3), then times three variants in one int
 `torch.inference_mode`:
 
 - ``vitutils fused``: `F.scaled_dot_product_attention` (the default);
-- ``vitutils teaching``: the written-out softmax (`fused_attn=False`);
+- ``vitutils teaching``: the written-out softmax (`set_fused_attn(model, False)`);
 - ``transformers sdpa``: the reference.
 
 It prints a Markdown table of images/s and the speed ratio to transformers (the median over the
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vitutils.attention import Attention
+from vitutils.attention import set_fused_attn
 from vitutils.pretrained import hf_naming, timm_to_hf_state_dict
 from vitutils.vit import ViT, vit_config
 
@@ -39,12 +39,6 @@ __all__ = ["main", "run_benchmark", "to_markdown"]
 
 DEFAULT_MODELS = ("vit_small_patch16_224", "vit_base_patch16_224")
 REFERENCE = "transformers sdpa"
-
-
-def _set_fused(model: ViT, fused: bool) -> None:
-    for module in model.modules():
-        if isinstance(module, Attention):
-            module.fused_attn = fused
 
 
 def _transformers_twin(model: ViT, name: str, image_size: int) -> torch.nn.Module:
@@ -107,7 +101,7 @@ def run_benchmark(
         x = torch.randn(batch_size, 3, image_size, image_size)
 
         def ours(fused: bool, model=model, x=x) -> Tensor:
-            _set_fused(model, fused)
+            set_fused_attn(model, fused)
             return model(x)
 
         variants: dict[str, Callable[[], Tensor]] = {
@@ -129,7 +123,7 @@ def run_benchmark(
                     elapsed = _time(variants[variant])
                     if round_ >= warmup:
                         times[variant].append(elapsed)
-        _set_fused(model, True)
+        set_fused_attn(model, True)
         reference = times[REFERENCE]
         for variant, ts in times.items():
             speed = batch_size / statistics.median(ts)

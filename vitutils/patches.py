@@ -16,12 +16,13 @@ A patch size may be an int (square patches) or a (height, width) pair, like an i
 
 from __future__ import annotations
 
+import math
 import operator
 
 from einops import rearrange
 from torch import Tensor
 
-__all__ = ["grid_size", "patchify", "to_2tuple", "unpatchify"]
+__all__ = ["grid_index", "grid_size", "patchify", "to_2tuple", "unpatchify", "valid_patch_sizes"]
 
 
 def to_2tuple(x: int | tuple[int, int]) -> tuple[int, int]:
@@ -62,6 +63,39 @@ def grid_size(
     if W % pw != 0:
         raise ValueError(f"image width {W} is not divisible by patch size {pw}")
     return (H // ph, W // pw)
+
+
+def grid_index(position: int | tuple[int, int], grid: tuple[int, int]) -> tuple[int, int, int]:
+    """A patch given by its raster index n or its (row, col) pair -> (n, row, col) on a gh × gw grid.
+
+    Raster order: n = row · gw + col. Raises ValueError for a position outside the grid.
+
+    Book: chapter 1, "Images as sequences of patches".
+    """
+    gh, gw = to_2tuple(grid)
+    if isinstance(position, tuple | list):
+        r, c = (operator.index(v) for v in position)
+        if not (0 <= r < gh and 0 <= c < gw):
+            raise ValueError(f"position (row {r}, col {c}) is outside the {gh} × {gw} grid")
+        return r * gw + c, r, c
+    n = operator.index(position)
+    if not 0 <= n < gh * gw:
+        raise ValueError(f"position {n} is outside 0 … {gh * gw - 1} ({gh} × {gw} grid)")
+    return n, n // gw, n % gw
+
+
+def valid_patch_sizes(
+    height: int, width: int, *, min_size: int = 2, max_size: int | None = None
+) -> list[int]:
+    """Patch sizes P in [min_size, max_size] that divide both `height` and `width`, ascending.
+
+    Book: chapter 1, "Images as sequences of patches".
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {(height, width)}")
+    common = math.gcd(height, width)
+    top = common if max_size is None else min(common, max_size)
+    return [p for p in range(max(1, min_size), top + 1) if common % p == 0]
 
 
 def patchify(images: Tensor, patch_size: int | tuple[int, int]) -> Tensor:

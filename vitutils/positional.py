@@ -7,11 +7,16 @@ A Transformer treats its input as a set, so ViT adds a position term E_pos to th
 - `sincos_1d`: the fixed sinusoids of Vaswani et al. (2017, §3.5),
   PE(p, 2i) = sin(p / T^(2i/D)),  PE(p, 2i+1) = cos(p / T^(2i/D)),  T = 10000.
 - `sincos_2d`: the same along both axes of the patch grid, half the channels for the row and half
-  for the column (a fixed counterpart of the 2D embeddings compared in ViT appendix D.4).
+  for the column (a fixed counterpart of the 2D embeddings compared in ViT appendix D.4), each half
+  interleaved as in `sincos_1d`.
+- `posemb_sincos_2d`: the layout of big_vision's and vit-pytorch's `posemb_sincos_2d` (Simple ViT,
+  Beyer et al., 2022): blocks [sin x, cos x, sin y, cos y] with frequencies T^(-k/(D/4 - 1)).
 - `relative_position_index`, `RelativePositionBias`: a learnable bias B[Δrow, Δcol] added to the
   attention logits (Shaw et al., 2018, in the 2D form of Swin, Liu et al., 2021, §3.2, eq. 4).
 - `resample_pos_embed`: 2D interpolation of a learned E_pos to a new grid when fine-tuning at a
   higher resolution (ViT §3.2, "Fine-tuning and higher resolution").
+- `pos_embed_similarity`: the cosine similarity of every position's encoding to every other (the
+  maps of Figure 7, centre, of the ViT paper).
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ from torch import Tensor, nn
 from vitutils.patches import to_2tuple
 
 __all__ = [
+    "ENCODING_KINDS",
     "RelativePositionBias",
+    "example_encoding",
     "init_learned_pos_embed",
+    "pos_embed_similarity",
+    "posemb_sincos_2d",
     "relative_position_index",
     "resample_pos_embed",
     "sincos_1d",
@@ -93,6 +102,80 @@ def sincos_2d(grid_h: int, grid_w: int, dim: int, temperature: float = 10000.0) 
     rows = repeat(rows, "gh d -> (gh gw) d", gw=grid_w)  # (N, dim/2)
     cols = repeat(cols, "gw d -> (gh gw) d", gh=grid_h)  # (N, dim/2)
     return torch.cat([rows, cols], dim=1)  # (N, dim)
+
+
+def posemb_sincos_2d(grid_h: int, grid_w: int, dim: int, temperature: float = 10000.0) -> Tensor:
+    """Fixed 2D sin-cos encodings in the layout of big_vision and vit-pytorch (Simple ViT), (N, dim).
+
+    For the patch at row y, column x (raster order, N = grid_h·grid_w) and k = 0 … dim/4 - 1, with
+    ω_k = temperature^(-k / (dim/4 - 1)) (from 1 down to exactly 1/temperature):
+
+        PE[n] = [sin(x ω_0) … sin(x ω_{dim/4-1}),  cos(x ω_k) …,  sin(y ω_k) …,  cos(y ω_k) …].
+
+    Same ingredients as `sincos_2d`, other layout: four blocks instead of interleaved pairs, the column
+    index first, and a slightly different set of frequencies. dim must be divisible by 4 and at least 8.
+
+    Book: chapter 3, "Two-dimensional sinusoidal encodings".
+    """
+    _check_positive(grid_h=grid_h, grid_w=grid_w, dim=dim)
+    if dim % 4 != 0 or dim < 8:
+        raise ValueError(f"dim must be a multiple of 4 and at least 8, got {dim}")
+    y, x = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float64),
+        torch.arange(grid_w, dtype=torch.float64),
+        indexing="ij",
+    )  # (gh, gw) each
+    omega = temperature ** -(torch.arange(dim // 4, dtype=torch.float64) / (dim // 4 - 1))  # (D/4,)
+    x = x.flatten()[:, None] * omega[None, :]  # (N, D/4)
+    y = y.flatten()[:, None] * omega[None, :]  # (N, D/4)
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1).float()  # (N, dim)
+
+
+ENCODING_KINDS = ("learned", "sincos_1d", "sincos_2d")
+
+
+def example_encoding(kind: str, grid: int | tuple[int, int], dim: int, *, seed: int = 0) -> Tensor:
+    """An (N, dim) encoding of a grid of N = gh·gw positions, of one of `ENCODING_KINDS`.
+
+    "learned" is an *untrained* learned embedding (`init_learned_pos_embed` drawn with `seed`, without
+    touching the global random state), "sincos_1d" the 1D encoding of the raster index, "sincos_2d" the 2D
+    one.
+
+    Book: chapter 3, "Positional encodings".
+    """
+    gh, gw = to_2tuple(grid)
+    if kind == "learned":
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # the same encoding every time, global seed untouched
+            torch.manual_seed(seed)
+            return init_learned_pos_embed(gh * gw, dim)[0].detach()  # (N, D)
+    if kind == "sincos_1d":
+        return sincos_1d(gh * gw, dim)  # (N, D)
+    if kind == "sincos_2d":
+        return sincos_2d(gh, gw, dim)  # (N, D)
+    raise ValueError(f"unknown kind {kind!r}; expected one of {ENCODING_KINDS}")
+
+
+def pos_embed_similarity(pos_embed: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+    """Cosine similarity of every position's encoding with every other: (N, D) or (1, N, D) -> (N, N).
+
+    With `grid` = (gh, gw), checks that there is one encoding per patch (drop a class token's row first).
+
+    Book: chapter 3, "Positional encodings".
+    """
+    pe = torch.as_tensor(pos_embed).detach().float().cpu()
+    if pe.ndim == 3 and pe.shape[0] == 1:
+        pe = pe[0]  # (N, D) from a (1, N, D) parameter
+    if pe.ndim != 2:
+        raise ValueError(f"expected encodings of shape (N, D), got {tuple(pe.shape)}")
+    if grid is not None and pe.shape[0] != grid[0] * grid[1]:
+        raise ValueError(
+            f"{grid[0]} × {grid[1]} grid needs {grid[0] * grid[1]} encodings, got {pe.shape[0]} "
+            "(drop the class token's row first)"
+        )
+    unit = F.normalize(pe, dim=-1)  # (N, D)
+    return unit @ unit.T  # (N, N)
 
 
 def relative_position_index(grid_h: int, grid_w: int) -> Tensor:
@@ -166,14 +249,20 @@ def resample_pos_embed(
     num_prefix_tokens: int = 1,
     mode: str = "bicubic",
     antialias: bool = True,
+    align_corners: bool = False,
 ) -> Tensor:
     """Interpolate a learned position embedding to a new patch grid, e.g. 14 × 14 → 24 × 24.
 
     pos_embed: (1, prefix + gh·gw, D), patch tokens in raster order after `num_prefix_tokens`
     prefix tokens (the class token), which are copied unchanged. The patch part is viewed as a
-    D-channel gh × gw image and resized with `F.interpolate` (align_corners=False; `antialias`
-    is used by the bilinear and bicubic modes only). old_grid defaults to a square grid.
+    D-channel gh × gw image and resized with `F.interpolate`. old_grid defaults to a square grid.
     Returns (1, prefix + gh'·gw', D) in the input's dtype.
+
+    The defaults are timm's (`resample_abs_pos_embed`): bicubic, antialiased, patch centres aligned
+    (align_corners=False). The ViT paper's reference code (vit_jax) resizes linearly with the corner
+    patches aligned, `scipy.ndimage.zoom(..., order=1)`: that is ``mode="bilinear",
+    antialias=False, align_corners=True``. `antialias` only acts when shrinking with the bilinear
+    and bicubic modes.
 
     Book: chapter 3, "Changing the resolution".
     """
@@ -206,7 +295,9 @@ def resample_pos_embed(
         grid.float(),  # interpolate in float32 even for half-precision checkpoints
         size=(new_gh, new_gw),
         mode=mode,
-        align_corners=False if mode in ("linear", "bilinear", "bicubic", "trilinear") else None,
+        align_corners=align_corners
+        if mode in ("linear", "bilinear", "bicubic", "trilinear")
+        else None,
         antialias=antialias and mode in ("bilinear", "bicubic"),
     ).to(pos_embed.dtype)  # (1, D, gh', gw')
     patches = rearrange(grid, "b d gh gw -> b (gh gw) d")  # (1, gh'*gw', D)

@@ -35,6 +35,7 @@ from huggingface_hub.errors import (
 from safetensors.torch import load_file
 from torch import Tensor
 
+from vitutils.data.images import IMAGENET_MEAN, IMAGENET_STD
 from vitutils.vit import PRESETS, ViT, vit_config
 
 __all__ = [
@@ -294,7 +295,7 @@ def load_pretrained(
         cfg = config.get("pretrained_cfg", {})
         size = _square_or_pair(cfg.get("input_size", [3, 224, 224])[1:])
         crop_pct = cfg.get("crop_pct", 0.875)
-        mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+        mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
     elif config.get("model_type") == "vit":  # transformers
         if config.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"only GELU ViTs are supported, got {config['hidden_act']!r}")

@@ -15,23 +15,29 @@ timm checkpoint of the same configuration loads with `load_state_dict(..., stric
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vitutils.block import Block, drop_path_rates
 from vitutils.embedding import PatchEmbedding, init_class_token, prepend_class_token
-from vitutils.positional import init_learned_pos_embed, sincos_2d
+from vitutils.positional import init_learned_pos_embed, posemb_sincos_2d
 
 __all__ = ["PRESETS", "ViT", "ViTConfig", "count_parameters", "vit_config", "vit_from_preset"]
 
 
 @dataclass(frozen=True)
 class ViTConfig:
-    """Every hyper-parameter of a `ViT`, with timm's names and defaults (ViT-B/16 for ImageNet-1k).
+    """Every hyper-parameter of a `ViT`, with timm's names, meanings and defaults (ViT-B/16, ImageNet-1k).
+
+    The one source of truth: `ViT(config)` and `ViT(**fields)` both build from it, and an invalid
+    combination raises ValueError when the config is made. The paper's "dropout" (Appendix B.1: after
+    every dense layer except qkv, and after adding the position embedding) is timm's `proj_drop_rate`
+    plus `pos_drop_rate`; timm's `drop_rate` is only the dropout before the head.
 
     Book: chapter 6, "Configurations".
     """
@@ -48,13 +54,48 @@ class ViTConfig:
     qkv_bias: bool = True  # bias in the fused qkv projection
     class_token: bool = True  # prepend a learnable class token
     pos_embed: Literal["learn", "sincos", "none"] = "learn"  # learned, fixed 2D sin-cos, or none
-    drop_rate: float = 0.0  # dropout after the position embedding and after every dense layer
-    attn_drop_rate: float = 0.0  # dropout on the attention weights
+    drop_rate: float = 0.0  # dropout on the pooled features before the head (`head_drop`)
+    pos_drop_rate: float = 0.0  # dropout after adding the position embedding (`pos_drop`)
+    proj_drop_rate: float = (
+        0.0  # after attn.proj and both MLP layers (`attn.proj_drop`, `mlp.drop1/2`)
+    )
+    attn_drop_rate: float = 0.0  # dropout on the attention weights (`attn.attn_drop`)
     drop_path_rate: float = (
         0.0  # stochastic depth of the last block (0 for the first, linear between)
     )
     representation_size: int | None = None  # None: linear head; int: tanh pre-logits layer first
     fused_attn: bool = True  # F.scaled_dot_product_attention (True) or the teaching path
+
+    def __post_init__(self) -> None:
+        if self.global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
+        if self.global_pool == "token" and not self.class_token:
+            raise ValueError(
+                "global_pool='token' needs class_token=True (or use global_pool='avg')"
+            )
+        if self.pos_embed not in ("learn", "sincos", "none"):
+            raise ValueError(
+                f"pos_embed must be 'learn', 'sincos' or 'none', got {self.pos_embed!r}"
+            )
+        if self.num_heads <= 0 or self.embed_dim % self.num_heads != 0:
+            raise ValueError(
+                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+        for name in ("drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.drop_path_rate <= 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1], got {self.drop_path_rate}")
+
+    def replace(self, **overrides: Any) -> ViTConfig:
+        """A copy with some fields replaced; ValueError names any unknown field."""
+        fields = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown ViTConfig field(s) {unknown}; expected some of {fields}")
+        return dataclasses.replace(self, **overrides)
 
 
 def _imagenet(patch_size: int, embed_dim: int, depth: int, num_heads: int) -> ViTConfig:
@@ -92,117 +133,97 @@ def vit_config(name: str, **overrides) -> ViTConfig:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(ViTConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown ViTConfig field(s) {unknown}; expected some of {sorted(fields)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return PRESETS[name].replace(**overrides)
 
 
 class ViT(nn.Module):
-    """Vision Transformer with timm's module names (see `ViTConfig` for every argument).
+    """Vision Transformer with timm's module names; every argument is a field of `ViTConfig`.
+
+    Build it from a config, from keywords, or both: ``ViT(config)``, ``ViT(embed_dim=192, depth=6)``,
+    ``ViT(config, num_classes=10)`` (keywords replace fields of `config`, default `ViTConfig()`). The
+    config used is kept as `model.config`.
 
     `forward_features` (B, C, H, W) → (B, T, D) normalised tokens, T = N + 1 with a class token;
     `forward_head` pools them to (B, D) and maps to (B, num_classes) logits; `forward` does both.
-    With `pos_embed="sincos"` the position embedding is a fixed, persistent buffer (in the state
-    dict under `pos_embed`, like a learned one, but not a parameter, so it is never trained);
-    the class token's row is zero. Dropout (`drop_rate`) is applied where the paper puts it: after
-    adding the position embedding and after every dense layer except qkv.
+    With `pos_embed="sincos"` the position embedding is the fixed 2D sin-cos of Simple ViT
+    (`vitutils.positional.posemb_sincos_2d`) in a persistent buffer (in the state dict under `pos_embed`,
+    like a learned one, but never trained); the class token's row is zero. Dropout sits where timm puts
+    it: `pos_drop` after the position embedding, `attn.proj_drop`, `mlp.drop1`, `mlp.drop2` and
+    `attn.attn_drop` in every block, `head_drop` before the head (see `ViTConfig`).
 
     Book: chapter 6, "The whole model".
     """
 
-    def __init__(
-        self,
-        *,
-        img_size: int | tuple[int, int] = 224,
-        patch_size: int | tuple[int, int] = 16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        global_pool: Literal["token", "avg"] = "token",
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        class_token: bool = True,
-        pos_embed: Literal["learn", "sincos", "none"] = "learn",
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        representation_size: int | None = None,
-        fused_attn: bool = True,
-    ) -> None:
+    def __init__(self, config: ViTConfig | None = None, /, **overrides: Any) -> None:
         super().__init__()
-        if global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        if global_pool == "token" and not class_token:
-            raise ValueError(
-                "global_pool='token' needs class_token=True (or use global_pool='avg')"
-            )
-        if pos_embed not in ("learn", "sincos", "none"):
-            raise ValueError(f"pos_embed must be 'learn', 'sincos' or 'none', got {pos_embed!r}")
-        if num_heads <= 0 or embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
-        self.num_classes = num_classes
-        self.global_pool = global_pool
+        config = (config or ViTConfig()).replace(**overrides)
+        self.config = config
+        embed_dim = config.embed_dim
+        self.num_classes = config.num_classes
+        self.global_pool = config.global_pool
         self.embed_dim = embed_dim
-        self.num_prefix_tokens = 1 if class_token else 0
+        self.num_prefix_tokens = 1 if config.class_token else 0
 
         # Equation 1: patch embedding, class token, position embedding.
         self.patch_embed = PatchEmbedding(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim
+            img_size=config.img_size,
+            patch_size=config.patch_size,
+            in_chans=config.in_chans,
+            embed_dim=embed_dim,
         )
         num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens  # T = N (+ 1)
-        self.cls_token = init_class_token(embed_dim) if class_token else None
-        if pos_embed == "learn":
+        self.cls_token = init_class_token(embed_dim) if config.class_token else None
+        if config.pos_embed == "learn":
             self.pos_embed = init_learned_pos_embed(num_tokens, embed_dim)  # (1, T, D)
-        elif pos_embed == "sincos":
-            fixed = sincos_2d(*self.patch_embed.grid_size, embed_dim)  # (N, D)
+        elif config.pos_embed == "sincos":
+            fixed = posemb_sincos_2d(*self.patch_embed.grid_size, embed_dim)  # (N, D)
             prefix = fixed.new_zeros(self.num_prefix_tokens, embed_dim)  # (0 or 1, D)
             self.register_buffer("pos_embed", torch.cat([prefix, fixed])[None])  # (1, T, D)
         else:
             self.register_parameter("pos_embed", None)
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = nn.Dropout(config.pos_drop_rate)
 
         # Equations 2-3: L pre-norm encoder blocks with linearly increasing stochastic depth.
         self.blocks = nn.Sequential(
             *[
                 Block(
                     dim=embed_dim,
-                    num_heads=num_heads,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    proj_drop=drop_rate,
-                    attn_drop=attn_drop_rate,
+                    num_heads=config.num_heads,
+                    mlp_ratio=config.mlp_ratio,
+                    qkv_bias=config.qkv_bias,
+                    proj_drop=config.proj_drop_rate,
+                    attn_drop=config.attn_drop_rate,
                     drop_path=rate,
-                    fused_attn=fused_attn,
+                    fused_attn=config.fused_attn,
                 )
-                for rate in drop_path_rates(drop_path_rate, depth)
+                for rate in drop_path_rates(config.drop_path_rate, config.depth)
             ]
         )
 
         # Equation 4 and the head. timm: average pooling normalises after pooling (fc_norm).
-        use_fc_norm = global_pool == "avg"
+        use_fc_norm = config.global_pool == "avg"
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if use_fc_norm else nn.Identity()
         self.num_features = embed_dim
-        if representation_size:  # the paper's pre-training head: one hidden tanh layer
+        if config.representation_size:  # the paper's pre-training head: one hidden tanh layer
             self.pre_logits = nn.Sequential(
-                OrderedDict(fc=nn.Linear(embed_dim, representation_size), act=nn.Tanh())
+                OrderedDict(fc=nn.Linear(embed_dim, config.representation_size), act=nn.Tanh())
             )
-            self.num_features = representation_size
+            self.num_features = config.representation_size
         else:
             self.pre_logits = nn.Identity()
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_drop = nn.Dropout(config.drop_rate)
+        self.head = (
+            nn.Linear(self.num_features, config.num_classes)
+            if config.num_classes > 0
+            else nn.Identity()
+        )
         self.apply(_init_linear)
 
     @classmethod
     def from_config(cls, config: ViTConfig) -> ViT:
-        """Build a ViT from a `ViTConfig`."""
-        return cls(**dataclasses.asdict(config))
+        """Build a ViT from a `ViTConfig` (the same as ``ViT(config)``)."""
+        return cls(config)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) → normalised tokens (B, T, D), class token first if there is one."""
@@ -220,7 +241,7 @@ class ViT(nn.Module):
             x = x[:, self.num_prefix_tokens :].mean(dim=1)  # (B, D): mean of the patch tokens
         else:
             x = x[:, 0]  # (B, D): the class token
-        x = self.pre_logits(self.fc_norm(x))  # (B, num_features)
+        x = self.head_drop(self.pre_logits(self.fc_norm(x)))  # (B, num_features)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -230,12 +251,32 @@ class ViT(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a fresh one for `num_classes` classes (0: none), to fine-tune."""
         self.num_classes = num_classes
+        self.config = self.config.replace(num_classes=num_classes)
         if num_classes > 0:
             device = self.patch_embed.proj.weight.device
             self.head = nn.Linear(self.num_features, num_classes, device=device)
             _init_linear(self.head)
         else:
             self.head = nn.Identity()
+
+
+# `ViT(**fields)` takes exactly the fields of ViTConfig. Its signature says so, for help() and for
+# Jupyter's shift-tab, derived from the dataclass rather than written out a second time.
+ViT.__init__.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+        inspect.Parameter(
+            "config", inspect.Parameter.POSITIONAL_ONLY, default=None, annotation="ViTConfig | None"
+        ),
+        *(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+            )
+            for f in dataclasses.fields(ViTConfig)
+        ),
+    ],
+    return_annotation="None",
+)
 
 
 def _init_linear(module: nn.Module) -> None:
