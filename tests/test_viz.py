@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from vitutils import viz
-from vitutils.positional import sincos_1d, sincos_2d
+from vitutils.attention import patch_attention
+from vitutils.positional import ENCODING_KINDS, sincos_1d, sincos_2d
 
 
 @pytest.fixture(autouse=True)
@@ -108,11 +109,6 @@ def test_image_with_grid_accepts_tensors_and_draws_on_given_axes():
     assert "2 × 3 = 6 patches" in ax.get_title()
 
 
-def test_show_source():
-    code = viz.show_source(viz.plot_patch_grid)
-    assert "def plot_patch_grid" in code.data
-
-
 # --- positional encodings -------------------------------------------------------------------------------------
 
 
@@ -160,7 +156,7 @@ def test_position_similarity():
         viz.plot_position_similarity(pe, (3, 4), 12)
 
 
-@pytest.mark.parametrize("kind", viz.POSITIONAL_KINDS)
+@pytest.mark.parametrize("kind", ENCODING_KINDS)
 def test_positional_explorer(kind):
     fig = viz.plot_positional_explorer(kind, 16, 5, grid_size=(4, 6))
     _check_labelled(fig)
@@ -183,73 +179,7 @@ def test_positional_explorer_rejects_unknown_kind():
         viz.plot_positional_explorer("rope", 16, 0)
 
 
-# --- chapter 4: attention on patch features -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("h", "w", "p"), [(32, 48, 16), (24, 40, 8)])
-def test_patch_features_shapes_and_normalisation(h, w, p):
-    image = _image(h, w)
-    N = (h // p) * (w // p)
-    pixels = viz.patch_features(image, p, "pixels")
-    colour = viz.patch_features(image, p, "colour")
-    texture = viz.patch_features(image, p, "texture")
-    assert pixels.shape == (N, 3 * p * p)
-    assert colour.shape == (N, 3)
-    assert texture.shape == (N, p * p)
-    torch.testing.assert_close(pixels.mean(0), torch.zeros(3 * p * p), atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        pixels.std(0, unbiased=False), torch.ones(3 * p * p), atol=1e-4, rtol=0
-    )
-    torch.testing.assert_close(texture.norm(dim=1), torch.ones(N))
-    torch.testing.assert_close(texture.mean(dim=1), torch.zeros(N), atol=1e-6, rtol=0)
-
-    # colour against numpy: mean RGB of each patch in raster order, then standardised
-    blocks = image.reshape(h // p, p, w // p, p, 3).mean(axis=(1, 3)).reshape(N, 3) / 255
-    expected = (blocks - blocks.mean(0)) / blocks.std(0)
-    np.testing.assert_allclose(colour.numpy(), expected, atol=1e-4)
-
-
-def test_patch_features_texture_is_grey_and_centred():
-    image = _image(16, 32)
-    grey = image[:, :16].astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255  # first patch
-    grey = (grey - grey.mean()).reshape(-1)
-    np.testing.assert_allclose(
-        viz.patch_features(image, 16, "texture")[0], grey / np.linalg.norm(grey), atol=1e-5
-    )
-    flat = np.full((16, 16, 3), 128, np.uint8)
-    assert torch.equal(
-        viz.patch_features(flat, 8, "texture"), torch.zeros(4, 64)
-    )  # no texture, no NaN
-
-
-def test_patch_features_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="unknown kind 'edges'"):
-        viz.patch_features(_image(16, 16), 8, "edges")
-
-
-@pytest.mark.parametrize("kind", viz.PATCH_FEATURE_KINDS)
-@pytest.mark.parametrize("temperature", [0.05, 1.0, 20.0])
-def test_patch_attention_is_softmax_of_scaled_dot_products(kind, temperature):
-    image = _image(32, 48)
-    weights = viz.patch_attention(image, 16, kind=kind, temperature=temperature)
-    assert weights.shape == (6, 6)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(6))
-    f = viz.patch_features(image, 16, kind)
-    expected = torch.softmax(f @ f.T / (math.sqrt(f.shape[1]) * temperature), dim=-1)
-    torch.testing.assert_close(weights, expected)
-
-
-def test_cold_texture_attention_looks_at_itself():
-    image = _image(64, 96, seed=1)  # noise: every patch has its own texture
-    hot = viz.patch_attention(image, 16, kind="texture", temperature=10.0)
-    cold = viz.patch_attention(image, 16, kind="texture", temperature=0.005)
-    assert (cold.diagonal() > 0.99).all()
-    assert (hot.diagonal() < 0.1).all()  # at a high temperature the weights are near uniform (1/24)
-
-
-def test_patch_attention_rejects_bad_temperature():
-    with pytest.raises(ValueError, match="temperature must be positive"):
-        viz.patch_attention(_image(16, 16), 8, temperature=0)
+# --- chapter 4: attention on a photo ------------------------------------------------------------------------
 
 
 def test_plot_patch_attention_shows_the_query_row():
@@ -264,9 +194,31 @@ def test_plot_patch_attention_shows_the_query_row():
     )
     overlay = fig.axes[1].images[1]
     assert overlay.get_cmap().name == "magma"
-    w = viz.patch_attention(image, 16, kind="texture", temperature=0.5)[6]
+    w = patch_attention(image, 16, kind="texture", temperature=0.5)[6]
     np.testing.assert_allclose(overlay.get_array(), w.reshape(2, 4).numpy(), atol=1e-7)
     entropy = float(-(w * w.log()).sum())
     assert f"entropy of the weights {entropy:.2f} nats" in title
     with pytest.raises(ValueError, match="outside"):
         viz.plot_patch_attention(image, 16, (2, 0))
+
+
+def test_viz_draws_and_does_not_compute():
+    """Figures live in viz, maths does not: no figure module defines a softmax, a similarity or features,
+    or imports torch.nn.functional (the one place a figure would compute one)."""
+    import ast
+    import pathlib
+
+    import vitutils.viz
+
+    folder = pathlib.Path(vitutils.viz.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module != "torch.nn.functional", path.name
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in {"softmax", "normalize", "cosine_similarity"}, (
+                    f"{path.name}:{node.lineno} computes {node.attr}"
+                )
+            if isinstance(node, ast.BinOp):
+                assert not isinstance(node.op, ast.MatMult), f"{path.name}:{node.lineno} uses @"

@@ -8,8 +8,14 @@ One concept per module:
 - `vitutils.patches`: cutting images into patches and back (chapter 1).
 - `vitutils.embedding`: patch embedding and the class token (chapter 2).
 - `vitutils.positional`: learned, sinusoidal and relative position encodings (chapter 3).
-- `vitutils.attention`, `vitutils.block`, `vitutils.vit`, `vitutils.pretrained`: chapters 4 to 6.
-- `vitutils.data`, `vitutils.viz`, `vitutils.widgets`: photos, CIFAR-10, figures and explorers.
+- `vitutils.attention`: scaled dot-product and multi-head attention, the fast-path switch (chapter 4).
+- `vitutils.block`, `vitutils.vit`: the encoder block and the whole model with its config (chapters 5, 6).
+- `vitutils.cost`: FLOPs per part of the model (chapters 1, 6); `vitutils.pretrained`: published weights;
+  `vitutils.benchmark`: throughput against transformers (chapter 6).
+- `vitutils.data`: sample photos, preprocessing, CIFAR-10 and its validation split.
+- `vitutils.viz`: the figures, one module per topic, and the explorers' declarations;
+  `vitutils.explorer` renders an explorer live (ipywidgets) and static (`vitutils.html_explorer`).
+- `vitutils.notebook`: helpers for the chapters (showing source, checks that print what they measured).
 """
 
 __version__ = "0.1.0"
