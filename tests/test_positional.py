@@ -519,3 +519,17 @@ def test_example_encoding_sincos_kinds(grid, dim):
 def test_example_encoding_unknown_kind():
     with pytest.raises(ValueError, match="unknown kind 'rope'; expected one of"):
         example_encoding("rope", 4, 8)
+
+
+def test_resample_refuses_antialias_with_aligned_corners():
+    """F.interpolate ignores align_corners=True when antialias is on (a 14 → 24 ramp lands on a third
+    grid); the package refuses the combination instead of resampling somewhere unexpected."""
+    pe = torch.randn(1, 1 + 14 * 14, 8)
+    with pytest.raises(ValueError, match="antialias=True ignores align_corners=True"):
+        resample_pos_embed(pe, (24, 24), mode="bilinear", align_corners=True)
+    ramp = torch.arange(14.0).repeat(14, 1).reshape(1, 196, 1)  # column index as the code
+    out = resample_pos_embed(
+        ramp, (24, 24), num_prefix_tokens=0, mode="bilinear", antialias=False, align_corners=True
+    )
+    first_row = out[0, :24, 0]
+    torch.testing.assert_close(first_row, torch.linspace(0, 13, 24), atol=1e-5, rtol=0)

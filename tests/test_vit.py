@@ -202,6 +202,10 @@ def test_every_config_field_reaches_the_model(field):
         assert _fingerprint(ViT(**changed)) != _fingerprint(ViT(**base)), field
 
 
+def _tiny_vit(**overrides) -> ViT:
+    return ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, **{"depth": 2, **overrides})
+
+
 def test_dropout_follows_timm():
     """Five rates with timm's names, meanings and module paths (timm's VisionTransformer: `drop_rate` is the
     head's dropout, `pos_drop_rate` follows the position embedding, `proj_drop_rate` acts after attn.proj
@@ -215,7 +219,7 @@ def test_dropout_follows_timm():
         drop_path_rate=0.5,
     )
     depth = 3
-    model = ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, depth=depth, **rates)
+    model = _tiny_vit(depth=depth, **rates)
     expected = {"pos_drop": 0.22, "head_drop": 0.11}
     for i in range(depth):
         expected |= {
@@ -232,7 +236,7 @@ def test_dropout_follows_timm():
         {f"blocks.{i}.drop_path{j}": linear[i] for i in (1, 2) for j in (1, 2)}
     )
     # The state dict does not depend on any rate: dropout has no parameters.
-    plain = ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, depth=depth)
+    plain = _tiny_vit(depth=depth)
     assert list(model.state_dict()) == list(plain.state_dict())
 
 
@@ -265,7 +269,7 @@ def _active(model: nn.Module, x: torch.Tensor) -> set[str]:
 )
 def test_each_dropout_rate_acts_only_where_timm_puts_it(rate, where):
     torch.manual_seed(0)
-    model = ViT(img_size=32, patch_size=8, embed_dim=16, num_heads=2, depth=2, **{rate: 0.5})
+    model = _tiny_vit(**{rate: 0.5})
     set_fused_attn(model, False)  # attention dropout on the teaching path runs through attn_drop
     active = _active(model, torch.randn(4, 3, 32, 32))
     assert {name.split(".", 2)[-1] for name in active} == where
@@ -275,16 +279,7 @@ def test_each_dropout_rate_acts_only_where_timm_puts_it(rate, where):
 
 
 def test_head_dropout_sits_after_pre_logits_before_the_head():
-    model = ViT(
-        img_size=32,
-        patch_size=8,
-        embed_dim=16,
-        num_heads=2,
-        depth=1,
-        drop_rate=0.5,
-        representation_size=8,
-        num_classes=3,
-    ).train()
+    model = _tiny_vit(depth=1, drop_rate=0.5, representation_size=8, num_classes=3).train()
     seen = []
     model.pre_logits.register_forward_hook(lambda m, i, o: seen.append("pre_logits"))
     model.head_drop.register_forward_hook(lambda m, i, o: seen.append("head_drop"))

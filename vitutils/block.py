@@ -127,8 +127,9 @@ class Block(nn.Module):
         num_heads: attention heads h (D divisible by h).
         mlp_ratio: MLP hidden width / D (4 in ViT).
         qkv_bias: bias in the fused qkv projection (True in ViT).
-        proj_drop: dropout after the attention projection and inside the MLP.
-        attn_drop: dropout on the attention weights.
+        proj_drop: dropout after `attn.proj` and after both MLP layers (`mlp.drop1`, `mlp.drop2`);
+            timm's `proj_drop_rate` sets it in every block.
+        attn_drop: dropout on the attention weights (`attn.attn_drop`).
         drop_path: stochastic-depth probability of this block.
         norm_layer: builds a normalisation layer from D; default `nn.LayerNorm(D, eps=1e-6)` as in
             timm.

@@ -259,10 +259,11 @@ def resample_pos_embed(
     Returns (1, prefix + gh'·gw', D) in the input's dtype.
 
     The defaults are timm's (`resample_abs_pos_embed`): bicubic, antialiased, patch centres aligned
-    (align_corners=False). The ViT paper's reference code (vit_jax) resizes linearly with the corner
-    patches aligned, `scipy.ndimage.zoom(..., order=1)`: that is ``mode="bilinear",
-    antialias=False, align_corners=True``. `antialias` only acts when shrinking with the bilinear
-    and bicubic modes.
+    (align_corners=False). With antialias=True PyTorch's bicubic mode uses another cubic kernel (PIL's),
+    so it changes an enlargement too, not only a reduction. The ViT paper's reference code (vit_jax)
+    resizes linearly with the corner patches aligned, `scipy.ndimage.zoom(..., order=1)`: that is
+    ``mode="bilinear", antialias=False, align_corners=True``. PyTorch ignores align_corners when
+    antialias is on, so that combination raises ValueError instead of silently doing something else.
 
     Book: chapter 3, "Changing the resolution".
     """
@@ -289,6 +290,12 @@ def resample_pos_embed(
             f"({T} tokens - {num_prefix_tokens} prefix)"
         )
 
+    smooth = mode in ("bilinear", "bicubic")
+    if align_corners and antialias and smooth:
+        raise ValueError(
+            "antialias=True ignores align_corners=True in F.interpolate; pass antialias=False "
+            "to align the corner patches (the ViT paper's linear resize)"
+        )
     prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     grid = rearrange(patches, "b (gh gw) d -> b d gh gw", gh=gh, gw=gw)  # (1, D, gh, gw)
     grid = F.interpolate(
@@ -298,7 +305,7 @@ def resample_pos_embed(
         align_corners=align_corners
         if mode in ("linear", "bilinear", "bicubic", "trilinear")
         else None,
-        antialias=antialias and mode in ("bilinear", "bicubic"),
+        antialias=antialias and smooth,
     ).to(pos_embed.dtype)  # (1, D, gh', gw')
     patches = rearrange(grid, "b d gh gw -> b (gh gw) d")  # (1, gh'*gw', D)
     return torch.cat([prefix, patches], dim=1)  # (1, prefix + gh'*gw', D)

@@ -231,7 +231,9 @@ def train_val_split(
     if labels.ndim != 1:
         raise ValueError(f"expected labels of shape (n,), got {labels.shape}")
     if not 0 < val_size < n:
-        raise ValueError(f"val_size must be between 1 and {n - 1} (the number of labels - 1), got {val_size}")
+        raise ValueError(
+            f"val_size must be between 1 and {n - 1} (the number of labels - 1), got {val_size}"
+        )
     classes, counts = np.unique(labels, return_counts=True)
     exact = val_size * counts / n  # each class's share of the validation set
     take = np.floor(exact).astype(int)
@@ -240,7 +242,10 @@ def train_val_split(
     take[leftover] += 1
     rng = np.random.default_rng(seed)
     val = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)]
+        [
+            rng.permutation(np.flatnonzero(labels == c))[:k]
+            for c, k in zip(classes, take, strict=True)
+        ]
     )
     val.sort()
     train = np.setdiff1d(np.arange(n), val, assume_unique=True)  # sorted
