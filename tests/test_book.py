@@ -223,3 +223,46 @@ def test_every_control_does_something(open_page, page_file):
         )
     toggles = details.count() + dropdowns.count()
     assert explorers.count() + toggles >= 1, f"{page_file} has no explorer or hidden solution"
+
+
+@pytest.mark.parametrize("page_file", CHAPTERS)
+def test_exercise_answers_are_hidden_until_clicked(open_page, page_file):
+    """In the Exercises section the reader sees the questions; every solution (code, its output, prose)
+    stays hidden until its toggle is clicked."""
+    page = open_page(page_file)
+    section = page.locator("section#exercises")
+    assert section.count() == 1, "the chapter has an Exercises section"
+    cells = section.locator("div.cell")
+    dropdowns = section.locator(
+        "div.admonition"
+    )  # a hidden code cell is a <details class="admonition">
+    assert cells.count() + dropdowns.count() >= 1, "the exercises have solutions"
+    visible = [
+        i
+        for i in range(cells.count())
+        for part in (".cell_input", ".cell_output")
+        if cells.nth(i).locator(part).count() and cells.nth(i).locator(part).first.is_visible()
+    ]
+    assert not visible, f"solution cells {visible} are visible before a click"
+    for i in range(dropdowns.count()):
+        box = dropdowns.nth(i)
+        assert "dropdown" in box.get_attribute("class"), (
+            "a solution admonition that cannot be hidden"
+        )
+        assert not box.locator(".admonition-title ~ *").first.is_visible(), (
+            "a solution shown already"
+        )
+    # One click on each toggle shows the solution.
+    for i in range(cells.count()):
+        cell = cells.nth(i)
+        cell.locator("details summary").first.click()
+        assert cell.locator(".cell_input").first.is_visible()
+        if cell.locator(".cell_output").count():
+            assert cell.locator(".cell_output").first.is_visible()
+    for i in range(dropdowns.count()):
+        box = dropdowns.nth(i)
+        box.locator("button.toggle-button").click()
+        page.wait_for_function(
+            "el => !el.classList.contains('toggle-hidden')", arg=box.element_handle()
+        )
+        assert box.locator(".admonition-title ~ *").first.is_visible()

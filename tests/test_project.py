@@ -156,3 +156,16 @@ def test_committed_benchmark_figures_are_the_scripts_output():
         for variant in ("vitutils fused", "vitutils teaching", "transformers sdpa"):
             assert (model, variant) in measured
     assert (report["batch_size"], report["image_size"]) == (8, 224)
+
+
+MAX_MODULE_LINES = 400  # STYLE.md: every module readable top to bottom, at most about 400 lines
+
+
+def test_package_modules_stay_small():
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted((ROOT / "vitutils").rglob("*.py"))
+    }
+    assert len(sizes) >= 10
+    too_long = {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not too_long, f"split these modules: {too_long}"
