@@ -82,16 +82,15 @@ def crossover_image_size(
     Book: chapter 6, "Where the compute goes".
     """
     c = _config(config, {})
+    if against not in ("mlp", "linear"):
+        raise ValueError(f"against must be 'mlp' or 'linear', got {against!r}")
     ph, pw = to_2tuple(c.patch_size)
     if ph != pw:
         raise ValueError(f"square patches only, got patch size {(ph, pw)}")
-    threshold = crossover_tokens(c, against=against)  # only to bound the search
-    side = ph
+    side = ph  # attention grows as S⁴ and the rest as S², so the loop ends
     while True:
         f = forward_flops(c, img_size=side)
         linear = f["MLP"] + (f["qkv + proj"] if against == "linear" else 0)
         if f["attention (QKᵀ, AV)"] > linear:
             return side
-        if (side // ph) ** 2 > 4 * threshold + 4:  # far past the threshold: cannot happen
-            raise RuntimeError("no crossover found")  # pragma: no cover
         side += ph
