@@ -177,6 +177,7 @@ _OTHER_VALUE = {
     "pos_embed": "sincos",
     "drop_rate": 0.1,
     "pos_drop_rate": 0.1,
+    "patch_drop_rate": 0.5,
     "proj_drop_rate": 0.1,
     "attn_drop_rate": 0.1,
     "drop_path_rate": 0.1,

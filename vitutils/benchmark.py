@@ -19,6 +19,7 @@ figures, with the torch version, thread count and date, to PATH.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -35,18 +36,26 @@ from vitutils.attention import set_fused_attn
 from vitutils.pretrained import hf_naming, timm_to_hf_state_dict
 from vitutils.vit import ViT, vit_config
 
-__all__ = ["main", "run_benchmark", "to_markdown"]
+__all__ = [
+    "main",
+    "matmul_peak",
+    "run_benchmark",
+    "run_training_benchmark",
+    "to_markdown",
+    "training_markdown",
+]
 
 DEFAULT_MODELS = ("vit_small_patch16_224", "vit_base_patch16_224")
 REFERENCE = "transformers sdpa"
 
 
-def _transformers_twin(model: ViT, name: str, image_size: int) -> torch.nn.Module:
+def _transformers_twin(model: ViT) -> torch.nn.Module:
     """transformers' ViTForImageClassification with the weights of `model`."""
     from transformers import ViTConfig as HFViTConfig
     from transformers import ViTForImageClassification
 
-    cfg = vit_config(name, img_size=image_size)
+    cfg = model.config
+    image_size = cfg.img_size
     config = HFViTConfig(
         hidden_size=cfg.embed_dim,
         num_hidden_layers=cfg.depth,
@@ -97,7 +106,7 @@ def run_benchmark(
     for name in models:
         torch.manual_seed(seed)
         model = ViT.from_config(vit_config(name, img_size=image_size)).eval()
-        twin = _transformers_twin(model, name, image_size)
+        twin = _transformers_twin(model)
         x = torch.randn(batch_size, 3, image_size, image_size)
 
         def ours(fused: bool, model=model, x=x) -> Tensor:
@@ -158,6 +167,144 @@ def run_benchmark(
     }
 
 
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 matrix-multiply rate in FLOP/s: the median of `repeats` n × n products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    return 2 * n**3 / statistics.median(_time(lambda: a @ b) for _ in range(repeats))
+
+
+def run_training_benchmark(
+    recipe: str = "cpu", *, batch_size: int = 128, repeats: int = 10, warmup: int = 2, seed: int = 0
+) -> dict:
+    """Training steps (forward, cross-entropy, backward, AdamW step) of a recipe's ViT against
+    transformers' ViTForImageClassification of the same shape and weights, interleaved as in
+    `run_benchmark`; plus the recipe's own model with its patch dropout, and the share of this machine's
+    measured float32 matmul peak that each step reaches (training FLOPs taken as 3 × the forward
+    FLOPs of `vitutils.cost.forward_flops`: the backward pass costs about twice the forward).
+
+    Book: chapter 7, "Seeing more images per second".
+    """
+    import transformers
+
+    from vitutils.cost import forward_flops
+    from vitutils.recipes import get_recipe
+
+    config = get_recipe(recipe).model
+    plain = config.replace(patch_drop_rate=0.0, fused_attn=True)
+    load_before = os.getloadavg()
+    torch.manual_seed(seed)
+    x = torch.randn(batch_size, 3, plain.img_size, plain.img_size)
+    y = torch.randint(0, plain.num_classes, (batch_size,))
+    ours = ViT(plain).train()
+    twin = _transformers_twin(ours).train()
+    with torch.no_grad():
+        diff = (ours(x) - twin(pixel_values=x).logits).abs().max().item()
+    if diff > 1e-3:
+        raise RuntimeError(f"the two models' logits differ by {diff}")
+    dropped = ViT(config).train()
+    parts = forward_flops(plain)
+    N = (plain.img_size // plain.patch_size) ** 2  # patch tokens
+    r = (1 + max(1, int(N * (1 - config.patch_drop_rate)))) / (1 + N)  # share of tokens kept
+    # After the patch embedding, the per-token parts scale with the token count, attention with its square.
+    dropped_flops = (
+        parts["patch embedding"]
+        + parts["head"]
+        + r * (parts["qkv + proj"] + parts["MLP"])
+        + r**2 * parts["attention (QKᵀ, AV)"]
+    )
+    variants = {
+        "vitutils fused": (ours, lambda: ours(x), sum(parts.values())),
+        REFERENCE: (twin, lambda: twin(pixel_values=x).logits, sum(parts.values())),
+        f"vitutils, patch dropout {config.patch_drop_rate}": (
+            dropped,
+            lambda: dropped(x),
+            dropped_flops,
+        ),
+    }
+    optimizers = {
+        v: torch.optim.AdamW(m.parameters(), lr=1e-4) for v, (m, _, _) in variants.items()
+    }
+
+    def step(variant: str) -> None:
+        _, forward, _ = variants[variant]
+        loss = torch.nn.functional.cross_entropy(forward(), y)
+        optimizers[variant].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[variant].step()
+
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    order = list(variants)
+    peaks = []
+    for round_ in range(warmup + repeats):
+        for variant in order[round_ % 3 :] + order[: round_ % 3]:
+            elapsed = _time(lambda variant=variant: step(variant))
+            if round_ >= warmup:
+                times[variant].append(elapsed)
+        if round_ >= warmup:
+            peaks.append(matmul_peak(repeats=3))
+    peak = statistics.median(peaks)
+    results = []
+    for variant, ts in times.items():
+        flops = int(variants[variant][2])
+        median = statistics.median(ts)
+        results.append(
+            {
+                "variant": variant,
+                "images_per_s": batch_size / median,
+                "median_s": median,
+                "ratio_to_transformers": statistics.median(
+                    t_ref / t for t_ref, t in zip(times[REFERENCE], ts, strict=True)
+                ),
+                "train_flops_per_image": 3 * flops if flops else None,
+                "share_of_matmul_peak": 3 * flops * batch_size / median / peak if flops else None,
+            }
+        )
+    return {
+        "mode": "train",
+        "recipe": recipe,
+        "model": dataclasses.asdict(plain),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "warmup": warmup,
+        "matmul_peak_flops": peak,
+        "max_abs_logit_diff": diff,
+        "results": results,
+    }
+
+
+def training_markdown(report: dict) -> str:
+    """The figures of `run_training_benchmark` as a Markdown table.
+
+    Book: chapter 7, "Seeing more images per second".
+    """
+    m = report["model"]
+    lines = [
+        f"Training step (forward, backward, AdamW) of the `{report['recipe']}` recipe's ViT (patch "
+        f"{m['patch_size']}, width {m['embed_dim']}, depth {m['depth']}), batch {report['batch_size']}, "
+        f"torch {report['torch']}, transformers {report['transformers']}, {report['cpu_threads']} CPU "
+        f"threads, median of {report['repeats']} interleaved repeats ({report['date']}). Measured float32 "
+        f"matmul peak: {report['matmul_peak_flops'] / 1e9:.0f} GFLOP/s.",
+        "",
+        "| variant | images/s | ratio to transformers | share of matmul peak |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        share = f"{r['share_of_matmul_peak']:.0%}" if r["share_of_matmul_peak"] else "n/a"
+        lines.append(
+            f"| {r['variant']} | {r['images_per_s']:.0f} | {r['ratio_to_transformers']:.2f} "
+            f"| {share} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(report: dict) -> str:
     """The figures of `run_benchmark` as a Markdown table.
 
@@ -198,15 +345,26 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--output", type=Path, help="write PATH (Markdown) and PATH.json")
-    args = parser.parse_args(argv)
-    report = run_benchmark(
-        args.models,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        repeats=args.repeats,
-        warmup=args.warmup,
+    parser.add_argument(
+        "--train",
+        metavar="RECIPE",
+        help="time training steps of RECIPE's model (batch --batch-size) instead of forward passes",
     )
-    table = to_markdown(report)
+    args = parser.parse_args(argv)
+    if args.train:
+        report = run_training_benchmark(
+            args.train, batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup
+        )
+        table = training_markdown(report)
+    else:
+        report = run_benchmark(
+            args.models,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            repeats=args.repeats,
+            warmup=args.warmup,
+        )
+        table = to_markdown(report)
     print(table, end="")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ so it is an `nn.Conv2d` named `proj`, as in timm's `PatchEmbed`, and a checkpoin
 the matrix E^T in the (c, p1, p2) order used by `vitutils.patches.patchify`.
 
 `init_class_token` and `prepend_class_token` provide the learnable x_class; the position term
-E_pos lives in `vitutils.positional`.
+E_pos lives in `vitutils.positional`. `PatchDropout` (timm's, from Liu et al. 2022, "PatchDropout") keeps a
+random subset of the patch tokens during training only: fewer tokens, a cheaper step (chapter 7).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from vitutils.patches import grid_size as _grid_size
 from vitutils.patches import to_2tuple
 
-__all__ = ["PatchEmbedding", "init_class_token", "prepend_class_token"]
+__all__ = ["PatchDropout", "PatchEmbedding", "init_class_token", "prepend_class_token"]
 
 
 class PatchEmbedding(nn.Module):
@@ -112,3 +113,36 @@ def prepend_class_token(tokens: Tensor, cls_token: Tensor) -> Tensor:
         )
     cls = cls_token.expand(B, -1, -1)  # (B, 1, D)
     return torch.cat([cls, tokens], dim=1)  # (B, N + 1, D)
+
+
+class PatchDropout(nn.Module):
+    """In training, keep a random max(1, int(N · (1 − prob))) of the N patch tokens of every image.
+
+    Input (B, T, D) with T = num_prefix_tokens + N; output (B, num_prefix_tokens + K, D): the prefix (class)
+    tokens always stay, the kept patch tokens follow in random order (timm's `PatchDropout`, `ordered=False`;
+    order does not matter once the position embedding has been added). In eval mode, or with prob 0, it
+    returns its input. Unlike `nn.Dropout` nothing is rescaled: a token is dropped, not zeroed.
+
+    Book: chapter 7, "Seeing more images per second".
+    """
+
+    def __init__(self, prob: float = 0.5, *, num_prefix_tokens: int = 1) -> None:
+        super().__init__()
+        if not 0.0 <= prob < 1.0:
+            raise ValueError(f"patch dropout probability must be in [0, 1), got {prob}")
+        self.prob = prob
+        self.num_prefix_tokens = num_prefix_tokens
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.prob == 0.0:
+            return x
+        prefix, x = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+        B, N, D = x.shape
+        keep = max(1, int(N * (1.0 - self.prob)))
+        # A uniformly random subset per image: the first K of a random permutation.
+        idx = torch.argsort(torch.rand(B, N, device=x.device), dim=1)[:, :keep]  # (B, K)
+        x = x.gather(1, idx[:, :, None].expand(-1, -1, D))  # (B, K, D)
+        return torch.cat([prefix, x], dim=1)  # (B, prefix + K, D)
+
+    def extra_repr(self) -> str:
+        return f"prob={self.prob}, num_prefix_tokens={self.num_prefix_tokens}"

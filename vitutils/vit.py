@@ -24,7 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from vitutils.block import Block, drop_path_rates
-from vitutils.embedding import PatchEmbedding, init_class_token, prepend_class_token
+from vitutils.embedding import (
+    PatchDropout,
+    PatchEmbedding,
+    init_class_token,
+    prepend_class_token,
+)
 from vitutils.positional import init_learned_pos_embed, posemb_sincos_2d
 
 __all__ = ["PRESETS", "ViT", "ViTConfig", "count_parameters", "vit_config", "vit_from_preset"]
@@ -56,6 +61,9 @@ class ViTConfig:
     pos_embed: Literal["learn", "sincos", "none"] = "learn"  # learned, fixed 2D sin-cos, or none
     drop_rate: float = 0.0  # dropout on the pooled features before the head (`head_drop`)
     pos_drop_rate: float = 0.0  # dropout after adding the position embedding (`pos_drop`)
+    patch_drop_rate: float = (
+        0.0  # share of patch tokens dropped in training (`patch_drop`, chapter 7)
+    )
     proj_drop_rate: float = (
         0.0  # after attn.proj and both MLP layers (`attn.proj_drop`, `mlp.drop1/2`)
     )
@@ -83,7 +91,13 @@ class ViTConfig:
             )
         if self.depth < 1:
             raise ValueError(f"depth must be at least 1, got {self.depth}")
-        for name in ("drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate"):
+        for name in (
+            "drop_rate",
+            "pos_drop_rate",
+            "patch_drop_rate",
+            "proj_drop_rate",
+            "attn_drop_rate",
+        ):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.drop_path_rate <= 1.0:
@@ -148,7 +162,8 @@ class ViT(nn.Module):
     With `pos_embed="sincos"` the position embedding is the fixed 2D sin-cos of Simple ViT
     (`vitutils.positional.posemb_sincos_2d`) in a persistent buffer (in the state dict under `pos_embed`,
     like a learned one, but never trained); the class token's row is zero. Dropout sits where timm puts
-    it: `pos_drop` after the position embedding, `attn.proj_drop`, `mlp.drop1`, `mlp.drop2` and
+    it: `pos_drop` after the position embedding (then `patch_drop`, which drops whole patch tokens in
+    training), `attn.proj_drop`, `mlp.drop1`, `mlp.drop2` and
     `attn.attn_drop` in every block, `head_drop` before the head (see `ViTConfig`).
 
     Book: chapter 6, "The whole model".
@@ -182,6 +197,11 @@ class ViT(nn.Module):
         else:
             self.register_parameter("pos_embed", None)
         self.pos_drop = nn.Dropout(config.pos_drop_rate)
+        self.patch_drop = (
+            PatchDropout(config.patch_drop_rate, num_prefix_tokens=self.num_prefix_tokens)
+            if config.patch_drop_rate > 0
+            else nn.Identity()
+        )
 
         # Equations 2-3: L pre-norm encoder blocks with linearly increasing stochastic depth.
         self.blocks = nn.Sequential(
@@ -232,7 +252,8 @@ class ViT(nn.Module):
             x = prepend_class_token(x, self.cls_token)  # (B, T, D)
         if self.pos_embed is not None:
             x = x + self.pos_embed  # (B, T, D)
-        x = self.blocks(self.pos_drop(x))  # (B, T, D)
+        x = self.patch_drop(self.pos_drop(x))  # (B, T, D); fewer tokens in training with patch_drop
+        x = self.blocks(x)  # (B, T, D)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
