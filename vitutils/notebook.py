@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
 
 import matplotlib.pyplot as plt
 import torch
@@ -20,7 +21,18 @@ from IPython.display import Code, Image, display
 from matplotlib.figure import Figure
 from torch import Tensor
 
-__all__ = ["check_close", "check_equal", "check_range", "show_jpeg", "show_source"]
+__all__ = [
+    "BUDGET_ENV",
+    "budget",
+    "check_close",
+    "check_equal",
+    "check_range",
+    "show_jpeg",
+    "show_source",
+]
+
+# The one budget switch: CI (and the test suite) set VITUTILS_BUDGET=small; readers get the full sizes.
+BUDGET_ENV = "VITUTILS_BUDGET"
 
 
 def show_source(obj: object) -> Code:
@@ -126,3 +138,15 @@ def show_jpeg(fig: Figure, *, dpi: int = 80, quality: int = 85) -> None:
     )
     plt.close(fig)
     display(Image(buffer.getvalue(), format="jpeg"))
+
+
+def budget(small, full):
+    """`small` when `$VITUTILS_BUDGET` is "small" (CI, the test suite), else `full`: the one switch that
+    shrinks a heavy cell's epochs or sizes. The code path stays the same.
+
+    Book: chapter 7, "A short live run".
+    """
+    value = os.environ.get(BUDGET_ENV, "full")
+    if value not in ("small", "full"):
+        raise ValueError(f"{BUDGET_ENV} must be 'small' or 'full', got {value!r}")
+    return small if value == "small" else full

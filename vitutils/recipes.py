@@ -180,7 +180,7 @@ RECIPES: dict[str, TrainConfig] = {
             mlp_ratio=2.0,
             patch_drop_rate=0.5,
         ),
-        steps=12 * 351,
+        steps=11 * 351,
         batch_size=128,
         lr=1e-3,
         warmup_steps=351,

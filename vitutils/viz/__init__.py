@@ -3,7 +3,8 @@
 - `viz.patches`: an image as a grid and as a sequence of patches (chapter 1);
 - `viz.positional`: position encodings, heatmaps and the similarity maps of the paper's Figure 7 (chapter 3);
 - `viz.attention`: where a patch of a photo attends before any training (chapter 4);
-- `viz.architecture`: the whole model, its parts and their shapes (chapter 6).
+- `viz.architecture`: the whole model, its parts and their shapes (chapter 6);
+- `viz.training`: augmentations, schedules, training curves and the errors of a trained model (chapter 7).
 
 They draw what the other modules compute and never compute it themselves. Every figure has a title and
 labelled axes; colour maps are viridis/magma, and RdBu for signed values. The explorers of the chapters are
@@ -19,5 +20,7 @@ from vitutils.viz.patches import *  # noqa: F403
 from vitutils.viz.patches import __all__ as _patches
 from vitutils.viz.positional import *  # noqa: F403
 from vitutils.viz.positional import __all__ as _positional
+from vitutils.viz.training import *  # noqa: F403
+from vitutils.viz.training import __all__ as _training
 
-__all__ = [*_patches, *_positional, *_attention, *_architecture]
+__all__ = [*_patches, *_positional, *_attention, *_architecture, *_training]
