@@ -54,3 +54,59 @@ def test_bad_arguments():
         main(["--models", "vit_cifar_tiny", "--batch-size", "0"])
     with pytest.raises(ValueError, match="unknown preset"):
         main(["--models", "vit_nano", "--repeats", "1"])
+
+
+def test_training_benchmark_times_steps_against_transformers(tmp_path, capsys):
+    out = tmp_path / "train.md"
+    report = main(
+        [
+            "--train",
+            "smoke",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0",
+            "--output",
+            str(out),
+        ]
+    )
+    assert out.read_text() == capsys.readouterr().out
+    assert json.loads(out.with_name("train.md.json").read_text()) == json.loads(json.dumps(report))
+    assert report["mode"] == "train" and report["max_abs_logit_diff"] < 1e-4
+    assert report["matmul_peak_flops"] > 1e8
+    rows = {r["variant"]: r for r in report["results"]}
+    assert set(rows) == {"vitutils fused", "transformers sdpa", "vitutils, patch dropout 0.0"}
+    # the smoke recipe has no patch dropout: its model costs what the plain one does
+    assert (
+        rows["vitutils, patch dropout 0.0"]["train_flops_per_image"]
+        == rows["vitutils fused"]["train_flops_per_image"]
+    )
+    for r in rows.values():
+        assert r["images_per_s"] > 0 and 0 < r["share_of_matmul_peak"] < 2
+        assert f"| {r['variant']} | {r['images_per_s']:.0f} |" in out.read_text()
+
+
+def test_training_flops_with_patch_dropout_follow_the_token_count():
+    from vitutils.cost import forward_flops
+    from vitutils.recipes import get_recipe
+
+    config = get_recipe("cpu").model
+    parts = forward_flops(config)
+    r = 33 / 65  # 1 + 32 of 1 + 64 tokens
+    expected = (
+        parts["patch embedding"]
+        + parts["head"]
+        + r * (parts["qkv + proj"] + parts["MLP"])
+        + r**2 * parts["attention (QKᵀ, AV)"]
+    )
+    # the same as the cost formulas for the same model on 1 + 32 tokens, computed directly
+    D, L, hidden = config.embed_dim, config.depth, int(config.embed_dim * config.mlp_ratio)
+    T = 33
+    direct = (
+        parts["patch embedding"]
+        + parts["head"]
+        + L * (8 * T * D * D + 4 * T * T * D + 4 * T * D * hidden)
+    )
+    assert expected == pytest.approx(direct, rel=1e-12)

@@ -120,3 +120,42 @@ def test_prepend_class_token_errors():
         prepend_class_token(torch.zeros(2, 3, 8), torch.zeros(1, 1, 4))
     with pytest.raises(ValueError, match=r"tokens of shape \(B, N, D\)"):
         prepend_class_token(torch.zeros(3, 8), torch.zeros(1, 1, 8))
+
+
+def test_patch_dropout_keeps_the_prefix_and_a_random_subset_of_patches():
+    """timm's PatchDropout: in training, max(1, int(N(1 − p))) patch tokens per image, prefix first,
+    each kept row one of the image's own tokens, a different subset per image; identity in eval."""
+    from vitutils.embedding import PatchDropout
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 1 + 64, 8)
+    drop = PatchDropout(0.5, num_prefix_tokens=1).train()
+    out = drop(x)
+    assert out.shape == (6, 1 + 32, 8)
+    assert torch.equal(out[:, 0], x[:, 0])
+    subsets = []
+    for b in range(6):
+        rows = [int((x[b, 1:] == r).all(-1).nonzero()) for r in out[b, 1:]]
+        assert len(set(rows)) == 32  # distinct patches, all from this image
+        subsets.append(frozenset(rows))
+    assert len(set(subsets)) == 6
+    assert PatchDropout(0.99, num_prefix_tokens=0).train()(x).shape == (
+        6,
+        1,
+        8,
+    )  # at least one kept
+    assert torch.equal(drop.eval()(x), x)
+    with pytest.raises(ValueError, match=r"patch dropout probability must be in \[0, 1\), got 1.0"):
+        PatchDropout(1.0)
+
+
+def test_vit_with_patch_dropout_trains_on_fewer_tokens_and_evaluates_on_all():
+    from vitutils.vit import ViT
+
+    model = ViT(img_size=32, patch_size=4, embed_dim=16, depth=1, num_heads=2, patch_drop_rate=0.5)
+    seen = []
+    model.blocks[0].register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    x = torch.randn(2, 3, 32, 32)
+    model.train()(x)
+    model.eval()(x)
+    assert seen == [1 + 32, 1 + 64]

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitutils.checkpoint import environment
 from vitutils.recipes import TrainConfig, get_recipe
-from vitutils.train import _environment, train
+from vitutils.train import train
 from vitutils.vit import ViT, count_parameters
 
 __all__ = ["VARIANTS", "SmallCNN", "run_ablation", "to_markdown"]
@@ -77,6 +78,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no label smoothing": ("ε = 0", {"label_smoothing": 0.0}),
     "no warm-up": ("cosine from the first step", {"warmup_steps": 0}),
     "no patch dropout": ("every token in every step", {"model": {"patch_drop_rate": 0.0}}),
+    "more patch dropout": ("keep 16 of 64 patch tokens", {"model": {"patch_drop_rate": 0.75}}),
     "sin-cos position": ("fixed 2D sin-cos embedding", {"model": {"pos_embed": "sincos"}}),
     "no position": ("no position embedding", {"model": {"pos_embed": "none"}}),
     "mean pooling": (
@@ -161,7 +163,7 @@ def run_ablation(
     return {
         "command": "python -m vitutils.ablation " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**_environment("cpu", 1), "platform": platform.platform()},
+        "machine": {**environment("cpu", 1), "platform": platform.platform()},
         "budget_seconds": seconds,
         "seed": seed,
         "recipe": base.to_dict(),

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +38,7 @@ from vitutils.vit import ViT
 __all__ = [
     "BUNDLED",
     "atomic_write",
+    "environment",
     "load_bundled",
     "load_run",
     "load_state",
@@ -155,3 +158,25 @@ def load_bundled(name: str = "cifar10_cpu") -> tuple[ViT, Callable[[Tensor], Ten
         raise ValueError(f"no bundled run {name!r}; the package ships {names}")
     model, _, log = load_run(run_dir)
     return model, normalize_uint8, log
+
+
+def environment(device: str, world: int) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "commit": commit,
+        "torch": torch.__version__,
+        "device": device if device == "cpu" else torch.cuda.get_device_name(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "processes": world,
+        "python": platform.python_version(),
+    }

@@ -29,8 +29,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,17 +38,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
 from vitutils import checkpoint
 from vitutils.augment import augment_batch, normalize_uint8
-from vitutils.data import CIFAR10_CLASSES, DATA_DIR_ENV, data_dir, load_cifar10_split
+from vitutils.data import CIFAR10_CLASSES
+from vitutils.evaluation import evaluate, load_split, predict
 from vitutils.optim import make_optimizer, make_scheduler
 from vitutils.recipes import RECIPES, TrainConfig, describe, get_recipe
 from vitutils.vit import ViT
 
-__all__ = ["evaluate", "load_split", "main", "step_seed", "train"]
+__all__ = ["evaluate", "load_split", "main", "predict", "step_seed", "train"]
 
 
 def step_seed(seed: int, purpose: str, index: int) -> int:
@@ -61,78 +60,6 @@ def step_seed(seed: int, purpose: str, index: int) -> int:
 
 def _generator(seed: int, purpose: str, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(step_seed(seed, purpose, index))
-
-
-def load_split(split: str) -> tuple[Tensor, Tensor]:
-    """A CIFAR-10 split as tensors: images (n, 3, 32, 32) uint8, labels (n,) int64."""
-    try:
-        images, labels = load_cifar10_split(split, download=True)
-    except OSError as err:  # not on disk, and the download failed (offline?)
-        raise FileNotFoundError(
-            f"CIFAR-10 is not in {data_dir()} and could not be downloaded ({err}); "
-            f"set {DATA_DIR_ENV} or --data-dir to a folder that holds cifar-10-batches-py"
-        ) from err
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (n, 3, 32, 32) uint8
-    return x, torch.from_numpy(labels).long()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    batch_size: int = 500,
-    device: str = "cpu",
-    num_classes: int = 10,
-) -> dict[str, Any]:
-    """Loss (plain cross-entropy), accuracy, per-class accuracy and confusion matrix of `model` in eval
-    mode on uint8 images (n, 3, H, W). `confusion[i][j]` counts images of class i predicted as j.
-
-    Book: chapter 7, "Evaluation".
-    """
-    was_training = model.training
-    model.eval()
-    loss_sum, predictions = 0.0, []
-    for start in tqdm(range(0, len(images), batch_size), desc="eval", leave=False, mininterval=2):
-        x = normalize_uint8(images[start : start + batch_size]).to(device)
-        y = labels[start : start + batch_size].to(device)
-        logits = model(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        predictions.append(logits.argmax(-1).cpu())
-    model.train(was_training)
-    pred = torch.cat(predictions)
-    confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
-    confusion = confusion.view(num_classes, num_classes)  # (true, predicted)
-    per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
-    return {
-        "loss": loss_sum / len(images),
-        "accuracy": (pred == labels).float().mean().item(),
-        "per_class_accuracy": per_class.tolist(),
-        "confusion": confusion.tolist(),
-    }
-
-
-def _environment(device: str, world: int) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "commit": commit,
-        "torch": torch.__version__,
-        "device": device if device == "cpu" else torch.cuda.get_device_name(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "processes": world,
-        "python": platform.python_version(),
-    }
 
 
 def _after_step(step: int) -> None:
@@ -206,7 +133,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.save_json(config_path, saved)
         log.setdefault("command", command)
-        log["environment"] = _environment(device, world)
+        log["environment"] = checkpoint.environment(device, world)
 
     def save(status: str) -> None:
         if rank != 0:
@@ -274,6 +201,10 @@ def train(
         _after_step(step)
         elapsed = wall_before + time.perf_counter() - started  # evaluations included
         out_of_time = max_minutes is not None and elapsed >= 60 * max_minutes
+        if world > 1 and max_minutes is not None:  # every rank must stop at the same step
+            flag = torch.tensor(float(out_of_time), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
         if step % interval == 0 or step == stop or out_of_time:
             mean_loss = torch.stack(losses).mean()
             if world > 1:
@@ -290,13 +221,15 @@ def train(
                 "train_seconds": wall,
             }
             if rank == 0:
-                entry.update(
-                    _val_summary(
-                        evaluate(
-                            model, val_x, val_y, batch_size=recipe.eval_batch_size, device=device
-                        )
-                    )
+                result = evaluate(
+                    model,
+                    val_x,
+                    val_y,
+                    batch_size=recipe.eval_batch_size,
+                    device=device,
+                    progress=progress,
                 )
+                entry.update(_val_summary(result))
                 bar.set_postfix(
                     loss=f"{entry['train_loss']:.3f}", val=f"{entry['val_accuracy']:.3f}"
                 )
@@ -312,7 +245,14 @@ def train(
 
     if rank == 0 and test:  # the test set, once, at the end
         test_x, test_y = load_split("test")
-        result = evaluate(model, test_x, test_y, batch_size=recipe.eval_batch_size, device=device)
+        result = evaluate(
+            model,
+            test_x,
+            test_y,
+            batch_size=recipe.eval_batch_size,
+            device=device,
+            progress=progress,
+        )
         log["test"] = {**result, "step": step, "classes": list(CIFAR10_CLASSES)}
     if rank == 0:
         save("finished" if step == recipe.steps else "stopped early")
