@@ -160,6 +160,17 @@ def load_bundled(name: str = "cifar10_cpu") -> tuple[ViT, Callable[[Tensor], Ten
     return model, normalize_uint8, log
 
 
+def _cpu_name() -> str:
+    try:  # Linux names the model; platform.processor() often says only "x86_64"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str, world: int) -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -175,7 +186,7 @@ def environment(device: str, world: int) -> dict[str, Any]:
         "commit": commit,
         "torch": torch.__version__,
         "device": device if device == "cpu" else torch.cuda.get_device_name(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "threads": torch.get_num_threads(),
         "processes": world,
         "python": platform.python_version(),
