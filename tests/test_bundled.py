@@ -45,7 +45,8 @@ def test_the_bundled_model_scores_what_its_log_says():
     test_x, test_y = train.load_split("test")
     result = train.evaluate(model, test_x, test_y)
     assert result["accuracy"] == pytest.approx(log["test"]["accuracy"], abs=1e-3)
-    assert result["confusion"] == pytest.approx(log["test"]["confusion"], abs=10)
+    moved = (torch.tensor(result["confusion"]) - torch.tensor(log["test"]["confusion"])).abs()
+    assert moved.sum() <= 20  # at most ten images change their predicted class (0.1 %)
 
 
 def test_the_ablation_report_renders():

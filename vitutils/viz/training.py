@@ -40,9 +40,9 @@ def plot_image_grid(
     """uint8 images, (3, H, W) or (H, W, 3), in a grid with an optional title under each."""
     n = len(images)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows + 0.5), squeeze=False
-    )
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    height = nrows * (size + 0.22 * lines) + (0.5 if title else 0.1)  # room for every title line
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
@@ -52,6 +52,8 @@ def plot_image_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if title:  # keep the subplot titles clear of the figure title
+        fig.subplots_adjust(top=1 - 0.45 / height)
     return fig
 
 
