@@ -75,6 +75,20 @@ def _transformers_twin(model: ViT) -> torch.nn.Module:
     return twin
 
 
+def _machine(load_before: tuple[float, float, float]) -> dict:
+    """When and where a benchmark ran, for its JSON report."""
+    import transformers
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+    }
+
+
 def _time(fn: Callable[[], Tensor]) -> float:
     start = time.perf_counter()
     fn()
@@ -94,7 +108,6 @@ def run_benchmark(
 
     Book: chapter 6, "How fast is it?".
     """
-    import transformers
 
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(
@@ -153,12 +166,7 @@ def run_benchmark(
                 }
             )
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        **_machine(load_before),
         "batch_size": batch_size,
         "image_size": image_size,
         "repeats": repeats,
@@ -186,7 +194,6 @@ def run_training_benchmark(
 
     Book: chapter 7, "Seeing more images per second".
     """
-    import transformers
 
     from vitutils.cost import forward_flops
     from vitutils.recipes import get_recipe
@@ -265,12 +272,7 @@ def run_training_benchmark(
         "mode": "train",
         "recipe": recipe,
         "model": dataclasses.asdict(plain),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        **_machine(load_before),
         "batch_size": batch_size,
         "repeats": repeats,
         "warmup": warmup,
