@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from vitutils.augment import normalize_uint8
 from vitutils.recipes import TrainConfig
 from vitutils.vit import ViT
 
@@ -150,8 +151,6 @@ def load_bundled(name: str = "cifar10_cpu") -> tuple[ViT, Callable[[Tensor], Ten
 
     Book: chapter 7, "The bundled run".
     """
-    from vitutils.augment import normalize_uint8
-
     run_dir = BUNDLED / name
     if not run_dir.is_dir():
         names = sorted(p.name for p in BUNDLED.iterdir() if p.is_dir()) if BUNDLED.is_dir() else []

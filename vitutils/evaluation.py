@@ -35,7 +35,12 @@ def load_split(split: str) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, images: Tensor, *, batch_size: int = 500, device: str = "cpu"
+    model: nn.Module,
+    images: Tensor,
+    *,
+    batch_size: int = 500,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> Tensor:
     """Logits (n, K) of `model` in eval mode for uint8 images (n, 3, H, W), on the CPU.
 
@@ -43,15 +48,15 @@ def predict(
     """
     was_training = model.training
     model.eval()
+    batches = range(0, len(images), batch_size)
     out = [
         model(normalize_uint8(images[i : i + batch_size]).to(device)).float().cpu()
-        for i in range(0, len(images), batch_size)
+        for i in tqdm(batches, desc="eval", leave=False, mininterval=2, disable=not progress)
     ]
     model.train(was_training)
     return torch.cat(out)  # (n, K)
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     images: Tensor,
@@ -67,23 +72,13 @@ def evaluate(
 
     Book: chapter 7, "Evaluation".
     """
-    was_training = model.training
-    model.eval()
-    loss_sum, predictions = 0.0, []
-    batches = range(0, len(images), batch_size)
-    for start in tqdm(batches, desc="eval", leave=False, mininterval=2, disable=not progress):
-        x = normalize_uint8(images[start : start + batch_size]).to(device)
-        y = labels[start : start + batch_size].to(device)
-        logits = model(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        predictions.append(logits.argmax(-1).cpu())
-    model.train(was_training)
-    pred = torch.cat(predictions)
+    logits = predict(model, images, batch_size=batch_size, device=device, progress=progress)
+    pred = logits.argmax(-1)  # (n,)
     confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
     confusion = confusion.view(num_classes, num_classes)  # (true, predicted)
     per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
     return {
-        "loss": loss_sum / len(images),
+        "loss": F.cross_entropy(logits, labels).item(),
         "accuracy": (pred == labels).float().mean().item(),
         "per_class_accuracy": per_class.tolist(),
         "confusion": confusion.tolist(),
