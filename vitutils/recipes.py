@@ -183,10 +183,9 @@ RECIPES: dict[str, TrainConfig] = {
             depth=6,
             num_heads=3,
             mlp_ratio=2.0,
-            pos_embed="sincos",  # fixed 2D sin-cos: nothing to learn (chapter 3)
-            patch_drop_rate=0.75,  # train on 16 of the 64 patch tokens: about twice the images/s
+            patch_drop_rate=0.5,  # train on 32 of the 64 patch tokens: about twice the images/s
         ),
-        steps=20 * 351,
+        steps=4000,  # 11.4 epochs: what fits in 30 minutes with the evaluations
         batch_size=128,
         lr=1e-3,
         warmup_steps=351,
@@ -194,9 +193,8 @@ RECIPES: dict[str, TrainConfig] = {
         weight_decay=0.05,
         grad_clip=1.0,
         label_smoothing=0.1,
-        crop_padding=4,
-        flip=True,
-        eval_every=2 * 351,  # every second epoch: each pass over the 5,000 val images costs ~11 s
+        flip=True,  # no random crop: in 11 epochs the model underfits (chapter 7, section 7.8)
+        eval_every=1000,  # each pass over the 5,000 validation images costs about 15 s
         description="the book's laptop recipe: at most 30 minutes on 2 CPU cores",
     ),
     "gpu": TrainConfig(
