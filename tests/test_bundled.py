@@ -14,6 +14,7 @@ from conftest import ROOT
 from vitutils import ablation, checkpoint, train, viz
 from vitutils.benchmark import training_markdown
 from vitutils.notebook import budget
+from vitutils.recipes import TrainConfig
 
 matplotlib.use("Agg")
 BOOK_DATA = ROOT / "book" / "data"
@@ -56,6 +57,8 @@ def test_the_ablation_report_renders():
         "python -m vitutils.ablation"
     )
     assert [r["variant"] for r in report["results"]] == list(ablation.VARIANTS)
+    # the baseline the module trains is the one the published table was measured on
+    assert TrainConfig.from_dict(report["recipe"]) == ablation.BASELINE
     table = ablation.to_markdown(report)
     base = report["results"][0]["val_accuracy"]
     for r in report["results"]:

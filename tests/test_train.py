@@ -245,3 +245,17 @@ def test_a_missing_dataset_is_named(monkeypatch, tmp_path):
         FileNotFoundError, match=f"CIFAR-10 is not in {tmp_path} and could not be downloaded"
     ):
         train.load_split("train")
+
+
+def test_compare_trains_every_change_from_the_same_seed():
+    from vitutils import ablation
+
+    base = get_recipe("smoke", steps=4, warmup_steps=1)
+    results = ablation.compare({"a": {}, "again": {}, "no flip": {"flip": False}}, base, evals=2)
+    assert list(results) == ["a", "again", "no flip"]
+    assert [e["step"] for e in results["a"]["log"]["epochs"]] == [2, 4]
+    assert results["a"]["val_accuracy"] == results["again"]["val_accuracy"]  # the same run twice
+    assert results["a"]["log"]["epochs"][0]["train_loss"] != pytest.approx(
+        results["no flip"]["log"]["epochs"][0]["train_loss"], abs=1e-6
+    )  # the change reached the run
+    assert results["a"]["images_per_s"] > 0 and results["a"]["train_seconds"] > 0

@@ -32,6 +32,12 @@ def rgb(x: Tensor) -> np.ndarray:
     return x.expand(3, H, W).permute(1, 2, 0).numpy()  # (H, W, 3)
 
 
+def hwc(image: Tensor | np.ndarray) -> np.ndarray:
+    """An image as (C, H, W) or (H, W, C), tensor or array -> an (H, W, C) array for `imshow`."""
+    a = np.asarray(image)
+    return a.transpose(1, 2, 0) if a.ndim == 3 and a.shape[0] in (1, 3) else a  # (H, W, C)
+
+
 def p_label(patch_size) -> str:
     ph, pw = to_2tuple(patch_size)
     return f"P = {ph}" if ph == pw else f"P = {ph} × {pw}"

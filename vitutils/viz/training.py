@@ -14,6 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from vitutils.viz._common import hwc
+
 __all__ = [
     "plot_confusion",
     "plot_curves",
@@ -22,11 +24,6 @@ __all__ = [
     "plot_per_class",
     "plot_val_vs_time",
 ]
-
-
-def _hwc(image: Tensor | np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    return a.transpose(1, 2, 0) if a.ndim == 3 and a.shape[0] in (1, 3) else a  # (H, W, C)
 
 
 def plot_image_grid(
@@ -46,7 +43,7 @@ def plot_image_grid(
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
-            ax.imshow(_hwc(images[k]), interpolation="nearest")
+            ax.imshow(hwc(images[k]), interpolation="nearest")
             if titles is not None:
                 ax.set_title(titles[k], fontsize=8)
     if title:
@@ -86,7 +83,7 @@ def plot_curves(log: Mapping, *, title: str = "") -> Figure:
     return fig
 
 
-def plot_val_vs_time(logs: Mapping[str, Mapping]) -> Figure:
+def plot_val_vs_time(logs: Mapping[str, Mapping], *, title: str = "Equal wall-clock") -> Figure:
     """Validation accuracy against training wall-clock minutes, one line per run: {name: log}."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for name, log in logs.items():
@@ -95,7 +92,7 @@ def plot_val_vs_time(logs: Mapping[str, Mapping]) -> Figure:
     ax.set(
         xlabel="training time (minutes, this machine)",
         ylabel="validation accuracy (%)",
-        title="Equal wall-clock",
+        title=title,
     )
     ax.legend()
     fig.tight_layout()
