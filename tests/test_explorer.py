@@ -16,6 +16,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
 from vitutils import viz
 from vitutils.explorer import Control, Explorer
@@ -198,10 +199,24 @@ def test_live_controls_follow_the_declaration_and_redraw():
 # --- the chapters' explorers: one declaration, two renderings that agree -------------------------------------
 
 
+def _inside_explorer(static_images=None):
+    """Chapter 8's explorer with the bundled model's shapes (6 layers, 3 heads and their mean, an 8 × 8
+    grid) on 32 × 32 versions of the sample photos, with random maps."""
+    from vitutils.data.images import SAMPLE_IMAGES, square_photo
+
+    names = [SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)] for i in range(6)]
+    images = torch.stack([torch.from_numpy(square_photo(n, 32)).permute(2, 0, 1) for n in names])
+    g = torch.Generator().manual_seed(0)
+    maps, rollouts = torch.rand(6, 6, 4, 8, 8, generator=g), torch.rand(6, 8, 8, generator=g)
+    titles = [f"right: {n}" for n in names]
+    return viz.inside_explorer(images, titles, maps, rollouts, static_images=static_images)
+
+
 BOOK_EXPLORERS = {
     "patch": lambda: viz.patch_explorer(["chelsea", "coffee"], size=64),
     "positional": lambda: viz.positional_explorer(grid_size=(4, 6)),
     "attention": lambda: viz.attention_explorer("coffee", size=64, patch_size=16),
+    "inside": lambda: _inside_explorer(static_images=(0, 3)),
 }
 
 
@@ -269,6 +284,7 @@ def test_book_explorer_live_and_static_agree(name):
         (viz.patch_explorer, 2 * 7 * 2),
         (viz.positional_explorer, 3 * 2 * 2),
         (viz.attention_explorer, 3 * 3 * 4),
+        (lambda: _inside_explorer(static_images=(0, 1, 2, 3)), 4 * 6 * 4),
     ],
 )
 def test_book_explorers_stay_light(build, frames):

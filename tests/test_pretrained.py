@@ -306,3 +306,30 @@ def test_predict_errors():
         predict(model, image, LABELS[:4])
     with pytest.raises(ValueError, match="expected an image"):
         predict(model, torch.randn(32, 32), LABELS)
+
+
+@pytest.mark.parametrize("pos_embed", ["learn", "sincos"])
+def test_transformers_twin_computes_the_same_logits(pos_embed):
+    torch.manual_seed(0)
+    model = ViT(
+        img_size=32,
+        patch_size=4,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+        pos_embed=pos_embed,
+    ).eval()
+    with torch.no_grad():  # a larger head, so that the logits are far apart
+        model.head.weight.normal_()
+    twin = pretrained.transformers_twin(model)
+    assert isinstance(twin, ViTForImageClassification) and not twin.training
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(pixel_values=x).logits, model(x), atol=1e-5, rtol=0)
+
+
+def test_transformers_twin_refuses_what_transformers_cannot_hold():
+    model = ViT(img_size=32, patch_size=4, embed_dim=32, depth=1, num_heads=2, global_pool="avg")
+    with pytest.raises(ValueError, match="classifies from a class token"):
+        pretrained.transformers_twin(model)

@@ -13,6 +13,10 @@ One concept per module:
 - `vitutils.cost`: FLOPs per part of the model (chapters 1, 6); `vitutils.pretrained`: published weights;
   `vitutils.benchmark`: throughput against transformers (chapter 6).
 - `vitutils.data`: sample photos, preprocessing, CIFAR-10 and its validation split.
+- `vitutils.recipes`, `vitutils.optim`, `vitutils.augment`, `vitutils.train`, `vitutils.evaluation`,
+  `vitutils.checkpoint`, `vitutils.ablation`: training on CIFAR-10 (chapter 7); the trained run ships in
+  `vitutils/weights/` and `checkpoint.load_bundled()` loads it.
+- `vitutils.analysis`: attention rollout, mean attention distance, Figure 7's panels (chapter 8).
 - `vitutils.viz`: the figures, one module per topic, and the explorers' declarations;
   `vitutils.explorer` renders an explorer live (ipywidgets) and static (`vitutils.html_explorer`).
 - `vitutils.notebook`: helpers for the chapters (showing source, checks that print what they measured).

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from vitutils.attention import set_fused_attn
-from vitutils.pretrained import hf_naming, timm_to_hf_state_dict
+from vitutils.pretrained import transformers_twin
 from vitutils.vit import ViT, vit_config
 
 __all__ = [
@@ -47,32 +47,6 @@ __all__ = [
 
 DEFAULT_MODELS = ("vit_small_patch16_224", "vit_base_patch16_224")
 REFERENCE = "transformers sdpa"
-
-
-def _transformers_twin(model: ViT) -> torch.nn.Module:
-    """transformers' ViTForImageClassification with the weights of `model`."""
-    from transformers import ViTConfig as HFViTConfig
-    from transformers import ViTForImageClassification
-
-    cfg = model.config
-    image_size = cfg.img_size
-    config = HFViTConfig(
-        hidden_size=cfg.embed_dim,
-        num_hidden_layers=cfg.depth,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=int(cfg.embed_dim * cfg.mlp_ratio),
-        image_size=image_size,
-        patch_size=cfg.patch_size,
-        num_channels=cfg.in_chans,
-        num_labels=cfg.num_classes,
-        qkv_bias=cfg.qkv_bias,
-        layer_norm_eps=1e-6,  # timm's value, so both compute the same function
-        attn_implementation="sdpa",
-    )
-    twin = ViTForImageClassification(config).eval()
-    naming = hf_naming(twin.state_dict())
-    twin.load_state_dict(timm_to_hf_state_dict(model.state_dict(), naming=naming), strict=True)
-    return twin
 
 
 def _machine(load_before: tuple[float, float, float]) -> dict:
@@ -119,7 +93,7 @@ def run_benchmark(
     for name in models:
         torch.manual_seed(seed)
         model = ViT.from_config(vit_config(name, img_size=image_size)).eval()
-        twin = _transformers_twin(model)
+        twin = transformers_twin(model)
         x = torch.randn(batch_size, 3, image_size, image_size)
 
         def ours(fused: bool, model=model, x=x) -> Tensor:
@@ -205,7 +179,7 @@ def run_training_benchmark(
     x = torch.randn(batch_size, 3, plain.img_size, plain.img_size)
     y = torch.randint(0, plain.num_classes, (batch_size,))
     ours = ViT(plain).train()
-    twin = _transformers_twin(ours).train()
+    twin = transformers_twin(ours).train()
     with torch.no_grad():
         diff = (ours(x) - twin(pixel_values=x).logits).abs().max().item()
     if diff > 1e-3:

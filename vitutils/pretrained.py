@@ -46,6 +46,7 @@ __all__ = [
     "load_pretrained",
     "predict",
     "timm_to_hf_state_dict",
+    "transformers_twin",
 ]
 
 DEFAULT_CHECKPOINT = "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"
@@ -176,6 +177,38 @@ def timm_to_hf_state_dict(
         else:
             raise ValueError(f"key {key!r} has no transformers ViT equivalent")
     return out
+
+
+def transformers_twin(model: ViT) -> torch.nn.Module:
+    """transformers' `ViTForImageClassification` of `model`'s shape holding its weights, via
+    `timm_to_hf_state_dict` and `strict=True` (eval mode). Book: chapter 6, "The trained model"."""
+    from transformers import ViTConfig as HFViTConfig
+    from transformers import ViTForImageClassification
+
+    cfg = model.config
+    if cfg.global_pool != "token" or not cfg.class_token or cfg.pos_embed == "none":
+        raise ValueError(
+            "transformers' ViT classifies from a class token with a position embedding; got "
+            f"global_pool={cfg.global_pool!r}, class_token={cfg.class_token}, pos_embed={cfg.pos_embed!r}"
+        )
+    image_size = cfg.img_size
+    config = HFViTConfig(
+        hidden_size=cfg.embed_dim,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=int(cfg.embed_dim * cfg.mlp_ratio),
+        image_size=image_size,
+        patch_size=cfg.patch_size,
+        num_channels=cfg.in_chans,
+        num_labels=cfg.num_classes,
+        qkv_bias=cfg.qkv_bias,
+        layer_norm_eps=1e-6,  # timm's value, so both compute the same function
+        attn_implementation="sdpa",
+    )
+    twin = ViTForImageClassification(config).eval()
+    naming = hf_naming(twin.state_dict())
+    twin.load_state_dict(timm_to_hf_state_dict(model.state_dict(), naming=naming), strict=True)
+    return twin
 
 
 def hf_naming(state_dict: Mapping[str, Tensor]) -> Literal["hub", "transformers5"]:

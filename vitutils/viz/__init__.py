@@ -4,14 +4,17 @@
 - `viz.positional`: position encodings, heatmaps and the similarity maps of the paper's Figure 7 (chapter 3);
 - `viz.attention`: where a patch of a photo attends before any training (chapter 4);
 - `viz.architecture`: the whole model, its parts and their shapes (chapter 6);
-- `viz.training`: augmentations, schedules, training curves and the errors of a trained model (chapter 7).
+- `viz.training`: augmentations, schedules, training curves and the errors of a trained model (chapter 7);
+- `viz.analysis`: Figure 7's panels, class-token attention and rollout of a trained model (chapter 8).
 
 They draw what the other modules compute and never compute it themselves. Every figure has a title and
 labelled axes; colour maps are viridis/magma, and RdBu for signed values. The explorers of the chapters are
-declared here too (`patch_explorer`, `positional_explorer`, `attention_explorer`): see `vitutils.explorer`.
+declared here too (`patch_explorer`, `positional_explorer`, `attention_explorer`, `inside_explorer`): see `vitutils.explorer`.
 Everything is re-exported, so ``from vitutils import viz`` then ``viz.plot_patch_grid(...)`` works.
 """
 
+from vitutils.viz.analysis import *  # noqa: F403
+from vitutils.viz.analysis import __all__ as _analysis
 from vitutils.viz.architecture import *  # noqa: F403
 from vitutils.viz.architecture import __all__ as _architecture
 from vitutils.viz.attention import *  # noqa: F403
@@ -23,4 +26,4 @@ from vitutils.viz.positional import __all__ as _positional
 from vitutils.viz.training import *  # noqa: F403
 from vitutils.viz.training import __all__ as _training
 
-__all__ = [*_patches, *_positional, *_attention, *_architecture, *_training]
+__all__ = [*_patches, *_positional, *_attention, *_architecture, *_training, *_analysis]
