@@ -9,8 +9,9 @@ steps = budget × images/s ÷ batch, with the recipe's warm-up fraction. Variant
 validation split (never the test set), evaluated once at the end. The baseline is `BASELINE`, the first
 version of the `cpu` recipe (random crop and flip, 11 epochs), at this budget: the published table was
 measured on it, and the `cpu` recipe has changed since in the light of the table and of full-length runs
-(chapter 7), so the baseline stays pinned here for the table's command to reproduce it. A small CNN of about the same number of parameters, trained by the same loop and recipe,
-measures the inductive bias of chapter 6.
+(chapter 7), so the baseline stays pinned here for the table's command to reproduce it. A small CNN of
+about the same number of parameters, trained by the same loop and recipe, measures the inductive bias of
+chapter 6.
 
 The output JSON holds the command, date, machine, commit and every variant's figures; `to_markdown`
 renders it as the chapter's table.

@@ -142,6 +142,13 @@ def attention_rollout(
     return rollout
 
 
+def _check_tokens(T: int, num_prefix_tokens: int, gh: int, gw: int) -> None:
+    if T != num_prefix_tokens + gh * gw:
+        raise ValueError(
+            f"{T} tokens do not make {num_prefix_tokens} prefix token(s) plus a {gh} × {gw} grid"
+        )
+
+
 def class_attention_maps(
     weights: Tensor, grid: int | tuple[int, int], *, num_prefix_tokens: int = 1
 ) -> Tensor:
@@ -153,10 +160,7 @@ def class_attention_maps(
     """
     gh, gw = to_2tuple(grid)
     T = weights.shape[-1]
-    if T != num_prefix_tokens + gh * gw:
-        raise ValueError(
-            f"{T} tokens do not make {num_prefix_tokens} prefix token(s) plus a {gh} × {gw} grid"
-        )
+    _check_tokens(T, num_prefix_tokens, gh, gw)
     return weights[..., 0, num_prefix_tokens:].reshape(*weights.shape[:-2], gh, gw)
 
 
@@ -190,10 +194,7 @@ def mean_attention_distance(
     weights = stack_attention(attentions)  # (L, B, h, T, T)
     gh, gw = to_2tuple(grid)
     T = weights.shape[-1]
-    if T != num_prefix_tokens + gh * gw:
-        raise ValueError(
-            f"{T} tokens do not make {num_prefix_tokens} prefix token(s) plus a {gh} × {gw} grid"
-        )
+    _check_tokens(T, num_prefix_tokens, gh, gw)
     p = num_prefix_tokens
     patches = weights[..., p:, p:]  # (L, B, h, N, N): patch queries, patch keys
     patches = patches / patches.sum(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -82,7 +82,6 @@ def run_benchmark(
 
     Book: chapter 6, "How fast is it?".
     """
-
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(
             f"need batch_size >= 1, repeats >= 1, warmup >= 0; "
