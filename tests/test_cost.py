@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitutils import cost, measure
 from vitutils.attention import set_fused_attn
 from vitutils.cost import PARTS, crossover_image_size, crossover_tokens, forward_flops
-from vitutils.vit import ViT, vit_config
+from vitutils.vit import ViT, count_parameters, vit_config
 
 ATTENTION = "attention (QKᵀ, AV)"
 
@@ -194,3 +195,182 @@ def test_crossover_image_size_rejects_non_square_patches():
     config = vit_config("vit_base_patch16_224", patch_size=(16, 8))
     with pytest.raises(ValueError, match=r"square patches only, got patch size \(16, 8\)"):
         crossover_image_size(config)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        *CONFIGS.values(),
+        vit_config("vit_cifar_tiny", pos_embed="sincos"),  # a buffer, not a parameter
+        vit_config("vit_cifar_tiny", pos_embed="none", qkv_bias=False),
+        vit_config("vit_huge_patch14_224"),
+    ],
+)
+def test_parameters_sum_to_the_counted_parameters(config):
+    parts = cost.parameters(config)
+    assert set(parts) == {*PARTS, "tokens and norms"}
+    with torch.device("meta"):  # shapes only: ViT-H costs no memory
+        model = ViT(config)
+    assert sum(parts.values()) == count_parameters(model)
+
+
+def test_parameters_per_block_are_12d2_plus_13d():
+    D = 768
+    p = cost.parameters("vit_base_patch16_224", depth=1)
+    # qkv and proj: 4D² + 4D, MLP: 8D² + 5D, the block's two LayerNorms: 4D.
+    assert p["qkv + proj"] + p["MLP"] + 4 * D == 12 * D**2 + 13 * D
+
+
+# ----------------------------------------------------------------------------- training FLOPs
+
+
+@pytest.mark.parametrize("name", ["cifar tiny 48 px", "non-square image", "pre-logits", "patch 8"])
+def test_training_flops_equal_the_flop_counter_on_forward_and_backward(name):
+    config = CONFIGS[name]
+    torch.manual_seed(0)
+    model = ViT(config, fused_attn=False).train()
+    with FlopCounterMode(display=False) as counter:
+        model(_images(config)).sum().backward()  # the image itself needs no gradient
+    assert sum(cost.training_flops(config).values()) == counter.get_total_flops()
+    forward = forward_flops(config)
+    assert cost.training_flops(config)["MLP"] == 3 * forward["MLP"]
+    assert cost.training_flops(config)["patch embedding"] == 2 * forward["patch embedding"]
+
+
+# ----------------------------------------------------------------------------- memory
+
+# Formulas against `measure.peak_memory` (every storage an operator creates, followed until freed).
+# Inference: exact. Training, for two or more blocks: within 20 % below and 15 % above: the formula follows
+# the backward pass block by block, but leaves out the gradients of activations in flight and the fused
+# kernel's backward buffers (with one block and tiny images it overestimates by 30 %).
+MEMORY_CONFIGS = {
+    "cifar tiny": vit_config("vit_cifar_tiny", depth=2),
+    "cifar tiny 48 px": vit_config("vit_cifar_tiny", img_size=48, depth=2),
+    "non-square image": vit_config("vit_cifar_tiny", img_size=(32, 48), depth=3),
+    "long sequence": vit_config("vit_cifar_tiny", img_size=128, depth=2, embed_dim=64, num_heads=4),
+    "long, mlp ratio 2": vit_config(
+        "vit_cifar_tiny", img_size=160, depth=3, embed_dim=48, num_heads=3, mlp_ratio=2.0
+    ),
+    "one block, mlp ratio 2": vit_config("vit_cifar_tiny", depth=1, mlp_ratio=2.0),
+    "mlp ratio 1": vit_config("vit_cifar_tiny", depth=3, mlp_ratio=1.0),
+}
+
+
+def _measured(config, *, fused, training, batch=2):
+    torch.manual_seed(0)
+    model = ViT(config, fused_attn=fused).train(training)
+    images = _images(config, batch=batch)
+    if training:
+        return measure.peak_memory(lambda: model(images).sum().backward()).peak_bytes
+    with torch.no_grad():
+        return measure.peak_memory(lambda: model(images)).peak_bytes
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["teaching", "fused"])
+@pytest.mark.parametrize("name", list(MEMORY_CONFIGS))
+def test_inference_memory_formula_equals_the_measured_peak(name, fused):
+    config = MEMORY_CONFIGS[name]
+    formula = sum(cost.activation_memory(config, batch_size=2, fused=fused).values())
+    measured = _measured(config, fused=fused, training=False)
+    assert measured == pytest.approx(formula, rel=0.01)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["teaching", "fused"])
+@pytest.mark.parametrize("name", [n for n in MEMORY_CONFIGS if MEMORY_CONFIGS[n].depth > 1])
+def test_training_memory_formula_against_the_measured_peak(name, fused):
+    config = MEMORY_CONFIGS[name]
+    need = cost.memory(config, batch_size=2, fused=fused, training=True)
+    # The parameters existed before and AdamW's moments are not made by forward and backward.
+    formula = sum(need.values()) - need["parameters"] - need["AdamW moments"]
+    ratio = _measured(config, fused=fused, training=True) / formula
+    assert 0.8 <= ratio <= 1.15
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["teaching", "fused"])
+def test_saved_activations_per_block(fused):
+    # What autograd keeps after the forward pass: (8D + 2H + 4)·T per block, the h × T × T softmax output
+    # on the teaching path (h·T log-sum-exp values on the fused one), 2·T·D after the last block.
+    config = MEMORY_CONFIGS["long sequence"]
+    T, D, h, L, B = cost.num_tokens(config), 64, 4, 2, 2
+    torch.manual_seed(0)
+    model = ViT(config, fused_attn=fused).train()
+    images = _images(config, batch=B)
+    tracker = measure._StorageTracker()
+    with tracker:
+        logits = model(images)
+    by_hand = (
+        4 * B * (L * (T * (8 * D + 2 * 4 * D + 4) + (h * T if fused else h * T * T)) + 2 * T * D)
+    )
+    assert tracker.live - logits.untyped_storage().nbytes() == pytest.approx(by_hand, rel=0.01)
+    transient = 0 if fused else 4 * B * 2 * h * T * T
+    formula = sum(cost.activation_memory(config, batch_size=B, fused=fused, training=True).values())
+    assert formula - transient == by_hand
+
+
+def test_teaching_attention_holds_two_t_by_t_tensors_at_its_peak():
+    config = MEMORY_CONFIGS["long sequence"]
+    T, h = cost.num_tokens(config), 4
+    teaching = cost.activation_memory(config, fused=False)
+    assert teaching[cost.ATTENTION_WEIGHTS] == 4 * 2 * h * T * T  # logits and softmax, float32
+    assert cost.activation_memory(config, fused=True)[cost.ATTENTION_WEIGHTS] == 0
+    measured = _measured(config, fused=False, training=False, batch=1)
+    fused = _measured(config, fused=True, training=False, batch=1)
+    assert measured - fused == pytest.approx(sum(teaching.values()) - 4 * 12 * T * 64, rel=0.01)
+
+
+def test_memory_parts():
+    inference = cost.memory("vit_base_patch16_224")
+    training = cost.memory("vit_base_patch16_224", training=True)
+    n = 4 * count_parameters("vit_base_patch16_224")
+    assert inference["parameters"] == training["parameters"] == n
+    assert training["AdamW moments"] == 2 * n
+    assert "gradients" not in inference
+    # At 224 px the peak is the first block's backward: every gradient but the embeddings' (made last),
+    # one block's activations. At 1024 px it is the last block's backward: the head's and one block's
+    # gradients, every block's activations.
+    p = cost.parameters("vit_base_patch16_224")
+    embeddings = (
+        p["patch embedding"] + 768 + 197 * 768
+    )  # with the class token and position embedding
+    assert training["gradients"] == n - 4 * embeddings
+    assert (
+        training[cost.ATTENTION_WEIGHTS] == 0
+    )  # the fused path (the default) saves no T × T matrix
+    large = cost.memory("vit_base_patch16_224", img_size=1024, training=True, fused=False)
+    block = 4 * (12 * 768**2 + 13 * 768)
+    assert large["gradients"] == block + 4 * (
+        cost.parameters("vit_base_patch16_224")["head"] + 2 * 768
+    )
+    T = cost.num_tokens("vit_base_patch16_224", img_size=1024)
+    assert large[cost.ATTENTION_WEIGHTS] == 4 * (12 * 12 * T * T + 2 * 12 * T * T)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        cost.memory("vit_base_patch16_224", batch_size=0)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
+def test_largest_image_size_is_the_last_that_fits(training, fused):
+    budget = 2 * 2**30
+    side = cost.largest_image_size("vit_base_patch16_224", budget, training=training, fused=fused)
+    assert side % 16 == 0 and side > 0
+
+    def need(s):
+        m = cost.memory("vit_base_patch16_224", img_size=s, training=training, fused=fused)
+        return sum(m.values())
+
+    assert need(side) <= budget < need(side + 16)
+    assert cost.largest_image_size("vit_base_patch16_224", 1e6) == 0  # not even the weights fit
+    bigger = cost.largest_image_size(
+        "vit_base_patch16_224", 4 * budget, training=training, fused=fused
+    )
+    assert bigger > side
+
+
+def test_fused_attention_moves_the_memory_wall():
+    G = 2**30
+    explicit = cost.largest_image_size("vit_base_patch16_224", 16 * G, fused=False)
+    fused = cost.largest_image_size("vit_base_patch16_224", 16 * G, fused=True)
+    assert fused > 4 * explicit
