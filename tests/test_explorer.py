@@ -217,6 +217,7 @@ BOOK_EXPLORERS = {
     "positional": lambda: viz.positional_explorer(grid_size=(4, 6)),
     "attention": lambda: viz.attention_explorer("coffee", size=64, patch_size=16),
     "inside": lambda: _inside_explorer(static_images=(0, 3)),
+    "cost": lambda: viz.cost_explorer(),
 }
 
 
@@ -285,6 +286,7 @@ def test_book_explorer_live_and_static_agree(name):
         (viz.positional_explorer, 3 * 2 * 2),
         (viz.attention_explorer, 3 * 3 * 4),
         (lambda: _inside_explorer(static_images=(0, 1, 2, 3)), 4 * 6 * 4),
+        (viz.cost_explorer, 4 * 3 * 3),
     ],
 )
 def test_book_explorers_stay_light(build, frames):

@@ -27,6 +27,7 @@ import argparse
 import datetime
 import json
 import statistics
+import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -299,10 +300,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m vitutils.measure", description=main.__doc__)
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--repeats", type=int, default=5)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     report = {
-        "command": "python -m vitutils.measure " + " ".join(argv or []),
+        "command": " ".join(["python -m vitutils.measure", *argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "repeats": args.repeats,
         "attention": {"dim": 192, "num_heads": 3, "batch_size": 1},
