@@ -243,9 +243,10 @@ def test_training_flops_equal_the_flop_counter_on_forward_and_backward(name):
 # ----------------------------------------------------------------------------- memory
 
 # Formulas against `measure.peak_memory` (every storage an operator creates, followed until freed).
-# Inference: exact. Training, for two or more blocks: within 20 % below and 15 % above: the formula follows
-# the backward pass block by block, but leaves out the gradients of activations in flight and the fused
-# kernel's backward buffers (with one block and tiny images it overestimates by 30 %).
+# Inference: exact. Training, for two or more blocks: within 25 % below and 10 % above (measured: 0.80 to
+# 1.02). The formula follows the backward pass block by block; it overestimates where the parameters'
+# gradients weigh in, since the backward pass frees activations while it makes them (with one block and
+# tiny images, by 30 %).
 MEMORY_CONFIGS = {
     "cifar tiny": vit_config("vit_cifar_tiny", depth=2),
     "cifar tiny 48 px": vit_config("vit_cifar_tiny", img_size=48, depth=2),
@@ -286,7 +287,7 @@ def test_training_memory_formula_against_the_measured_peak(name, fused):
     # The parameters existed before and AdamW's moments are not made by forward and backward.
     formula = sum(need.values()) - need["parameters"] - need["AdamW moments"]
     ratio = _measured(config, fused=fused, training=True) / formula
-    assert 0.8 <= ratio <= 1.15
+    assert 0.75 <= ratio <= 1.1
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["teaching", "fused"])
@@ -305,7 +306,7 @@ def test_saved_activations_per_block(fused):
         4 * B * (L * (T * (8 * D + 2 * 4 * D + 4) + (h * T if fused else h * T * T)) + 2 * T * D)
     )
     assert tracker.live - logits.untyped_storage().nbytes() == pytest.approx(by_hand, rel=0.01)
-    transient = 0 if fused else 4 * B * 2 * h * T * T
+    transient = 4 * B * (4 * T * D if fused else 2 * h * T * T)  # gradients in flight at the peak
     formula = sum(cost.activation_memory(config, batch_size=B, fused=fused, training=True).values())
     assert formula - transient == by_hand
 

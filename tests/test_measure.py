@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +149,32 @@ def test_model_sweep_and_the_command_line(tmp_path, monkeypatch):
 def test_peak_memory_on_a_gpu():
     peak = measure.peak_memory(lambda: torch.empty(1 << 20, device="cuda"), device="cuda")
     assert peak.peak_bytes >= 4 << 20
+
+
+def test_the_committed_reference_measurement():
+    # book/data/attention_cost.json is what chapter 9 renders: written by the command it records, on the
+    # sizes the module declares, with the machine and commit; its memory columns obey the formulas.
+    path = Path(__file__).resolve().parents[1] / "book" / "data" / "attention_cost.json"
+    report = json.loads(path.read_text())
+    assert report["command"].startswith("python -m vitutils.measure")
+    assert "cpu" in report["devices"]
+    for device, result in report["devices"].items():
+        env = result["environment"]
+        assert env["device"] == device or device == "cuda"
+        assert len(env["commit"]) == 40 and env["torch"]
+        rows = result["attention"]
+        assert [r["tokens"] for r in rows] == list(measure.FULL_TOKENS)
+        assert [r["image_size"] for r in result["model"]] == list(measure.FULL_IMAGE_SIZES)
+        for r in rows:
+            n, D = r["tokens"], report["attention"]["dim"]
+            assert r["weights_bytes"] == 3 * n * n * 4
+            if device == "cpu":  # the tracker's exact accounting (a GPU reports its allocator's)
+                assert r["teaching_peak_bytes"] == 2 * r["weights_bytes"] + 4 * 3 * n * D
+                assert r["fused_peak_bytes"] == 4 * 5 * n * D
+            assert r["teaching_s"] > 0 and r["fused_s"] > 0
+        assert (
+            measure.fit_slope(
+                [r["tokens"] for r in rows][-3:], [r["teaching_peak_bytes"] for r in rows][-3:]
+            )
+            > 1.9
+        )

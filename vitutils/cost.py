@@ -25,11 +25,12 @@ alive (chapter 9 lists them and measures them with `vitutils.measure.peak_memory
   teaching path, 6·T·D + 2·h·T² (logits and softmax, each h × T × T, are alive together);
 - training: what autograd saves for the backward pass, per block (8D + 2H + 4)·T plus the h × T × T
   softmax output on the teaching path (h·T log-sum-exp values on the fused one), plus 2·T·D after the last
-  block; the teaching path's backward adds two h × T × T gradients at its peak. A training step also
+  block; the backward pass adds the gradients in flight at its peak (two h × T × T on the teaching path,
+  4·T·D on the fused one: those of q, k, v and of the kernel's output). A training step also
   holds the parameters, AdamW's two moments and the gradients made so far (`memory` follows the backward
   pass block by block).
 
-The inference formula equals the measured peak; the training formula is within 20 % below and 15 % above
+The inference formula equals the measured peak; the training formula is within 25 % below and 10 % above
 it (the tests say where and why).
 
 Chapters 1, 6 and 9 use these functions; chapter 9 checks them against measurements.
@@ -154,9 +155,12 @@ def activation_memory(
     T, D, L, h = num_tokens(c), c.embed_dim, c.depth, c.num_heads
     H = int(D * c.mlp_ratio)
     if training:
-        saved_square, saved_other, transient = _saved_per_block(c, fused)
-        square = L * saved_square + transient
-        other = L * saved_other + (2 * T * D if c.global_pool == "token" else 2 * D)  # norm, head
+        saved_square, saved_other, in_flight = _saved_per_block(c, fused)
+        square = L * saved_square + (0 if fused else in_flight)
+        other = L * saved_other + (in_flight if fused else 0)
+        other += (
+            2 * T * D if c.global_pool == "token" else 2 * D
+        )  # what the final norm and head keep
     else:
         # Alive in every block: its input, and (from the second block on) the first block's input,
         # which `forward_features` still holds; then the attention's LayerNorm output and qkv (4TD),
@@ -202,13 +206,21 @@ def memory(
         )
         return {"parameters": n * bytes_per_value} | acts
     B, b, D, L = batch_size, bytes_per_value, c.embed_dim, c.depth
-    square, other, transient = _saved_per_block(c, fused)
+    square, other, in_flight = _saved_per_block(c, fused)
+    if fused:  # the gradients in flight are T·D-sized on the fused path, T×T on the teaching one
+        extra_square, extra_other = 0, in_flight
+    else:
+        extra_square, extra_other = in_flight, 0
     embedding = params["patch embedding"] + _token_params(c)  # their gradients come last
     head = params["head"] + 2 * D  # with the final norm: their gradients come first
     block = (n - embedding - head) // L
     moments = [  # (gradients, T×T activations, other activations) in bytes
-        (b * (head + block), b * B * (L * square + transient), b * B * L * other),
-        (b * (n - embedding), b * B * (square + transient), b * B * other),
+        (
+            b * (head + block),
+            b * B * (L * square + extra_square),
+            b * B * (L * other + extra_other),
+        ),
+        (b * (n - embedding), b * B * (square + extra_square), b * B * (other + extra_other)),
         (b * n, 0, 0),
     ]
     grads, square_bytes, other_bytes = max(moments, key=sum)
@@ -222,8 +234,8 @@ def memory(
 
 
 def _saved_per_block(c: ViTConfig, fused: bool) -> tuple[int, int, int]:
-    """Values per image that autograd saves in one block, T×T and other, and the T×T gradients alive
-    at the peak of its backward pass."""
+    """Values per image that autograd saves in one block, T×T and other, and the gradients in flight at
+    the peak of its backward pass."""
     T, D, h = num_tokens(c), c.embed_dim, c.num_heads
     H = int(D * c.mlp_ratio)
     # x, norm1's output, 3 × TD for q, k, v (qkv; or the scaled q and contiguous q, kᵀ copies), the
@@ -231,8 +243,10 @@ def _saved_per_block(c: ViTConfig, fused: bool) -> tuple[int, int, int]:
     # statistics per token; then the softmax output, or the fused kernel's log-sum-exp.
     other = T * (8 * D + 2 * H + 4 + (h if fused else 0))
     square = 0 if fused else h * T * T
-    transient = 0 if fused else 2 * h * T * T  # the softmax's two gradients
-    return square, other, transient
+    # At the peak of its backward pass: the softmax's two gradients, or the gradients of q, k, v and
+    # of the kernel's output, which the fused kernel's backward makes at once.
+    in_flight = 4 * T * D if fused else 2 * h * T * T
+    return square, other, in_flight
 
 
 def _token_params(c: ViTConfig) -> int:
