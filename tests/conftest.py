@@ -25,10 +25,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VITUTILS_BUDGET", "small")
 
 # Each chapter must run top to bottom within its budget on a 2-core CPU (seconds, nbval's execution time).
+# Chapters 1 and 3 went from 30 to 60 s when their experiment exercises arrived: each trains three tiny
+# models and scores them on the 5,000 validation images (ch3 measured 25-28 s on this machine).
 NOTEBOOK_BUDGET_S = {
-    "01": 30,
+    "01": 60,
     "02": 30,
-    "03": 30,
+    "03": 60,
     "04": 60,
     "05": 60,
     "06": 60,
