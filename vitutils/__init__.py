@@ -10,8 +10,11 @@ One concept per module:
 - `vitutils.positional`: learned, sinusoidal and relative position encodings (chapter 3).
 - `vitutils.attention`: scaled dot-product and multi-head attention, the fast-path switch (chapter 4).
 - `vitutils.block`, `vitutils.vit`: the encoder block and the whole model with its config (chapters 5, 6).
-- `vitutils.cost`: FLOPs per part of the model (chapters 1, 6); `vitutils.pretrained`: published weights;
+- `vitutils.cost`: parameters, FLOPs per part and memory of a ViT (chapters 1, 6, 9); `vitutils.measure`:
+  timing and peak memory on this machine (chapter 9); `vitutils.pretrained`: published weights;
   `vitutils.benchmark`: throughput against transformers (chapter 6).
+- `vitutils.axial`: axial attention and the axial position embedding (chapter 10, in progress); the
+  `ViTConfig(attn_type="axial")` switch builds an axial ViT.
 - `vitutils.data`: sample photos, preprocessing, CIFAR-10 and its validation split.
 - `vitutils.recipes`, `vitutils.optim`, `vitutils.augment`, `vitutils.train`, `vitutils.evaluation`,
   `vitutils.checkpoint`, `vitutils.ablation`: training on CIFAR-10 (chapter 7); the trained run ships in
