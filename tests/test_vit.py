@@ -183,6 +183,15 @@ _OTHER_VALUE = {
     "drop_path_rate": 0.1,
     "representation_size": 8,
     "fused_attn": False,
+    "attn_type": "axial",
+    "sum_axial_out": True,
+}
+# Fields whose second value needs other fields changed too: axial attention has no class token.
+_AXIAL = {"class_token": False, "global_pool": "avg"}
+_BASE_FOR = {
+    "class_token": {"global_pool": "avg"},
+    "attn_type": _AXIAL,
+    "sum_axial_out": {**_AXIAL, "attn_type": "axial"},
 }
 
 
@@ -197,7 +206,7 @@ def _fingerprint(model: nn.Module) -> tuple:
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(ViTConfig)])
 def test_every_config_field_reaches_the_model(field):
     assert set(_OTHER_VALUE) == {f.name for f in dataclasses.fields(ViTConfig)}
-    base = {**_BASE, "global_pool": "avg"} if field == "class_token" else _BASE
+    base = {**_BASE, **_BASE_FOR.get(field, {})}
     changed = {**base, field: _OTHER_VALUE[field]}
     with torch.device("meta"):
         assert _fingerprint(ViT(**changed)) != _fingerprint(ViT(**base)), field
@@ -491,7 +500,10 @@ def test_reset_classifier():
         (dict(img_size=(224, 200)), "image width 200 is not divisible by patch size 16"),
         (dict(global_pool="max"), "global_pool must be 'token' or 'avg', got 'max'"),
         (dict(class_token=False), "global_pool='token' needs class_token=True"),
-        (dict(pos_embed="rope"), "pos_embed must be 'learn', 'sincos' or 'none', got 'rope'"),
+        (
+            dict(pos_embed="rope"),
+            "pos_embed must be 'learn', 'sincos', 'axial' or 'none', got 'rope'",
+        ),
         (dict(depth=0), "depth must be at least 1, got 0"),
     ],
 )

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from vitutils.attention import Attention
+from vitutils.axial import AxialAttention
 
 if TYPE_CHECKING:
     from vitutils.positional import RelativePositionBias
@@ -136,6 +137,9 @@ class Block(nn.Module):
         act_layer: MLP activation class (GELU).
         fused_attn: fused (`F.scaled_dot_product_attention`) or teaching attention path.
         rel_pos_bias: optional relative position bias handed to `Attention`.
+        attn_type: "full" self-attention, or "axial" (`vitutils.axial.AxialAttention`: the token's row,
+            then its column, of the `grid_size` = (gh, gw) grid; chapter 10).
+        sum_axial_out: with "axial", add the row and column steps instead of composing them.
 
     Shapes: forward (B, N, D) → (B, N, D).
 
@@ -156,19 +160,29 @@ class Block(nn.Module):
         act_layer: Callable[[], nn.Module] = nn.GELU,
         fused_attn: bool = True,
         rel_pos_bias: RelativePositionBias | None = None,
+        attn_type: str = "full",
+        grid_size: tuple[int, int] | None = None,
+        sum_axial_out: bool = False,
     ) -> None:
         super().__init__()
         norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(
+        common = dict(
             dim=dim,
             num_heads=num_heads,
             qkv_bias=qkv_bias,
             attn_drop=attn_drop,
             proj_drop=proj_drop,
             fused_attn=fused_attn,
-            rel_pos_bias=rel_pos_bias,
         )
+        if attn_type == "full":
+            self.attn = Attention(**common, rel_pos_bias=rel_pos_bias)
+        elif attn_type == "axial":
+            if grid_size is None or rel_pos_bias is not None:
+                raise ValueError("attn_type='axial' needs grid_size and takes no rel_pos_bias")
+            self.attn = AxialAttention(**common, grid_size=grid_size, sum_axial_out=sum_axial_out)
+        else:
+            raise ValueError(f"attn_type must be 'full' or 'axial', got {attn_type!r}")
         self.drop_path1 = DropPath(drop_path) if drop_path != 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(

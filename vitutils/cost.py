@@ -83,18 +83,17 @@ def parameters(config: ViTConfig | str, **overrides) -> dict[str, int]:
     """
     c = _config(config, overrides)
     ph, pw = to_2tuple(c.patch_size)
-    T, D, L = num_tokens(c), c.embed_dim, c.depth
+    D, L = c.embed_dim, c.depth
     H = int(D * c.mlp_ratio)
     R = c.representation_size
     head_in = R or D
     return {
         "patch embedding": ph * pw * c.in_chans * D + D,  # conv weight and bias
-        "qkv + proj": L * (3 * D * D + (3 * D if c.qkv_bias else 0) + D * D + D),
+        "qkv + proj": _steps(c) * L * (3 * D * D + (3 * D if c.qkv_bias else 0) + D * D + D),
         "attention (QKᵀ, AV)": 0,  # products of activations: no weights
         "MLP": L * (D * H + H + H * D + D),
         "head": (D * R + R if R else 0) + (head_in * c.num_classes + c.num_classes),
-        "tokens and norms": (D if c.class_token else 0)
-        + (T * D if c.pos_embed == "learn" else 0)  # a sin-cos table is a buffer
+        "tokens and norms": _token_params(c)  # a sin-cos table is a buffer, not a parameter
         + L * 4 * D  # norm1 and norm2 of every block
         + 2 * D,  # the final norm (or fc_norm with mean pooling)
     }
@@ -117,8 +116,9 @@ def forward_flops(config: ViTConfig | str, **overrides) -> dict[str, int]:
     pre_logits = 2 * D * c.representation_size if c.representation_size else 0
     return {
         "patch embedding": 2 * N * (ph * pw * c.in_chans) * D,
-        "qkv + proj": L * (2 * T * D * 3 * D + 2 * T * D * D),
-        "attention (QKᵀ, AV)": L * (2 * T * T * D + 2 * T * T * D),
+        "qkv + proj": _steps(c) * L * (2 * T * D * 3 * D + 2 * T * D * D),
+        # Full: every token against all T. Axial: against the gw of its row, then the gh of its column.
+        "attention (QKᵀ, AV)": L * 4 * T * D * ((gh + gw) if c.attn_type == "axial" else T),
         "MLP": L * (2 * T * D * hidden + 2 * T * hidden * D),
         "head": pre_logits + 2 * head_in * c.num_classes,
     }
@@ -150,6 +150,7 @@ def activation_memory(
     Book: chapter 9, "Memory: what is alive at the peak".
     """
     c = _config(config, overrides)
+    _full_attention_only(c)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     T, D, L, h = num_tokens(c), c.embed_dim, c.depth, c.num_heads
@@ -198,6 +199,7 @@ def memory(
     Book: chapter 9, "The memory wall".
     """
     c = _config(config, overrides)
+    _full_attention_only(c)
     params = parameters(c)
     n = sum(params.values())
     if not training:
@@ -249,9 +251,23 @@ def _saved_per_block(c: ViTConfig, fused: bool) -> tuple[int, int, int]:
     return square, other, in_flight
 
 
+def _steps(c: ViTConfig) -> int:
+    """Attention modules per block: one, or two for axial attention (the row and the column step)."""
+    return 2 if c.attn_type == "axial" else 1
+
+
+def _full_attention_only(c: ViTConfig) -> None:
+    if c.attn_type != "full":
+        raise ValueError(
+            "the memory formulas cover full attention; axial attention is measured in chapter 10"
+        )
+
+
 def _token_params(c: ViTConfig) -> int:
+    """The class token and the position embedding's parameters."""
     T, D = num_tokens(c), c.embed_dim
-    return (D if c.class_token else 0) + (T * D if c.pos_embed == "learn" else 0)
+    positions = {"learn": T * D, "axial": sum(grid_size(c.img_size, c.patch_size)) * D}
+    return (D if c.class_token else 0) + positions.get(c.pos_embed, 0)
 
 
 def largest_image_size(

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from vitutils.axial import AxialPositionEmbedding
 from vitutils.block import Block, drop_path_rates
 from vitutils.embedding import (
     PatchDropout,
@@ -58,7 +59,9 @@ class ViTConfig:
     mlp_ratio: float = 4.0  # MLP hidden width / D
     qkv_bias: bool = True  # bias in the fused qkv projection
     class_token: bool = True  # prepend a learnable class token
-    pos_embed: Literal["learn", "sincos", "none"] = "learn"  # learned, fixed 2D sin-cos, or none
+    pos_embed: Literal["learn", "sincos", "axial", "none"] = (
+        "learn"  # learned, fixed 2D sin-cos, learned per row + per column (chapter 10), or none
+    )
     drop_rate: float = 0.0  # dropout on the pooled features before the head (`head_drop`)
     pos_drop_rate: float = 0.0  # dropout after adding the position embedding (`pos_drop`)
     patch_drop_rate: float = (
@@ -73,6 +76,8 @@ class ViTConfig:
     )
     representation_size: int | None = None  # None: linear head; int: tanh pre-logits layer first
     fused_attn: bool = True  # F.scaled_dot_product_attention (True) or the teaching path
+    attn_type: Literal["full", "axial"] = "full"  # every token, or its row then its column (ch. 10)
+    sum_axial_out: bool = False  # axial: add the row and column steps instead of composing them
 
     def __post_init__(self) -> None:
         if self.global_pool not in ("token", "avg"):
@@ -81,10 +86,19 @@ class ViTConfig:
             raise ValueError(
                 "global_pool='token' needs class_token=True (or use global_pool='avg')"
             )
-        if self.pos_embed not in ("learn", "sincos", "none"):
+        if self.pos_embed not in ("learn", "sincos", "axial", "none"):
             raise ValueError(
-                f"pos_embed must be 'learn', 'sincos' or 'none', got {self.pos_embed!r}"
+                f"pos_embed must be 'learn', 'sincos', 'axial' or 'none', got {self.pos_embed!r}"
             )
+        if self.attn_type not in ("full", "axial"):
+            raise ValueError(f"attn_type must be 'full' or 'axial', got {self.attn_type!r}")
+        if self.attn_type == "axial" and (self.class_token or self.patch_drop_rate > 0):
+            raise ValueError(
+                "attn_type='axial' attends along the rows and columns of the patch grid: it needs "
+                "class_token=False (with global_pool='avg') and patch_drop_rate=0"
+            )
+        if self.sum_axial_out and self.attn_type != "axial":
+            raise ValueError("sum_axial_out=True needs attn_type='axial'")
         if self.num_heads <= 0 or self.embed_dim % self.num_heads != 0:
             raise ValueError(
                 f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
@@ -190,6 +204,9 @@ class ViT(nn.Module):
         self.cls_token = init_class_token(embed_dim) if config.class_token else None
         if config.pos_embed == "learn":
             self.pos_embed = init_learned_pos_embed(num_tokens, embed_dim)  # (1, T, D)
+        elif config.pos_embed == "axial":
+            self.register_parameter("pos_embed", None)
+            self.axial_pos_embed = AxialPositionEmbedding(self.patch_embed.grid_size, embed_dim)
         elif config.pos_embed == "sincos":
             fixed = posemb_sincos_2d(*self.patch_embed.grid_size, embed_dim)  # (N, D)
             prefix = fixed.new_zeros(self.num_prefix_tokens, embed_dim)  # (0 or 1, D)
@@ -215,6 +232,9 @@ class ViT(nn.Module):
                     attn_drop=config.attn_drop_rate,
                     drop_path=rate,
                     fused_attn=config.fused_attn,
+                    attn_type=config.attn_type,
+                    grid_size=self.patch_embed.grid_size,
+                    sum_axial_out=config.sum_axial_out,
                 )
                 for rate in drop_path_rates(config.drop_path_rate, config.depth)
             ]
@@ -252,6 +272,10 @@ class ViT(nn.Module):
             x = prepend_class_token(x, self.cls_token)  # (B, T, D)
         if self.pos_embed is not None:
             x = x + self.pos_embed  # (B, T, D)
+        elif self.config.pos_embed == "axial":
+            table = self.axial_pos_embed()  # (1, N, D): row vector + column vector
+            prefix = table.new_zeros(1, self.num_prefix_tokens, self.embed_dim)  # (1, 0 or 1, D)
+            x = x + torch.cat([prefix, table], dim=1)  # (B, T, D)
         x = self.patch_drop(self.pos_drop(x))  # (B, T, D); fewer tokens in training with patch_drop
         x = self.blocks(x)  # (B, T, D)
         return self.norm(x)
