@@ -13,7 +13,9 @@ without a class token), width D, MLP width H = mlp_ratio · D (4D in ViT), h hea
 
 Everything but attention grows linearly with the number of tokens; attention grows quadratically. It
 overtakes the MLP when 4T²D > 16TD², i.e. T > 4D, and all the linear layers of a block (qkv, proj and MLP,
-24·T·D²) when T > 6D: two thresholds, one formula. A training step costs three forward passes (each
+24·T·D²) when T > 6D: two thresholds, one formula. Axial attention (`ViTConfig(attn_type="axial")`,
+chapter 10) has two sets of qkv and proj per block and attends along a row and a column of the gh × gw
+grid: 4·T·(gh + gw)·D instead of 4·T²·D. A training step costs three forward passes (each
 product's backward computes two products of the same size), except the patch embedding: the image needs
 no gradient, so its backward is one product.
 
@@ -22,7 +24,8 @@ alive (chapter 9 lists them and measures them with `vitutils.measure.peak_memory
 
 - inference: the peak of the forward pass is in the MLP, (4 + 2H/D)·T·D values (the residual stream
   held twice, its LayerNorm, the MLP's hidden layer before and after GELU), or in the attention of the
-  teaching path, 6·T·D + 2·h·T² (logits and softmax, each h × T × T, are alive together);
+  teaching path, 6·T·D + 2·h·T² at the softmax (logits and weights, each h × T × T, alive together) or
+  9·T·D + h·T² at QKᵀ; the fused attention peaks at 8·T·D. (With one block, one residual copy fewer.);
 - training: what autograd saves for the backward pass, per block (8D + 2H + 4)·T plus the h × T × T
   softmax output on the teaching path (h·T log-sum-exp values on the fused one), plus 2·T·D after the last
   block; the backward pass adds the gradients in flight at its peak (two h × T × T on the teaching path,
