@@ -4,8 +4,8 @@ Run ``python -m vitutils.benchmark`` (``--help`` for the options). For each pres
 randomly initialised `ViT` and loads the *same* weights into transformers'
 `ViTForImageClassification` (SDPA attention) through `vitutils.pretrained.timm_to_hf_state_dict`,
 checks that the logits agree (within 1e-3), then times three variants in one interleaved run
-(round-robin over the variants, after warm-up rounds, median over the repeats) under
-`torch.inference_mode`:
+(`vitutils.measure.time_calls`: round-robin over the variants, after warm-up rounds, median over the
+repeats) under `torch.inference_mode`:
 
 - ``vitutils fused``: `F.scaled_dot_product_attention` (the default);
 - ``vitutils teaching``: the written-out softmax (`set_fused_attn(model, False)`);
@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from vitutils.attention import set_fused_attn
+from vitutils.measure import time_calls
 from vitutils.pretrained import transformers_twin
 from vitutils.vit import ViT, vit_config
 
@@ -109,15 +110,10 @@ def run_benchmark(
             diffs = {v: (fn() - reference).abs().max().item() for v, fn in variants.items()}
             if max(diffs.values()) > 1e-3:  # timing different functions would mean nothing
                 raise RuntimeError(f"{name}: the variants' logits differ: {diffs}")
-            times: dict[str, list[float]] = {v: [] for v in variants}
-            order = list(variants)
-            for round_ in range(warmup + repeats):
-                # Interleaved, with the order rotated every round: a slow spell of the machine
-                # (another process, thermal throttling) hits every variant alike.
-                for variant in order[round_ % 3 :] + order[: round_ % 3]:
-                    elapsed = _time(variants[variant])
-                    if round_ >= warmup:
-                        times[variant].append(elapsed)
+            # Interleaved, with the order rotated every round: a slow spell of the machine
+            # (another process, thermal throttling) hits every variant alike.
+            timings = time_calls(variants, repeats=repeats, warmup=warmup)
+            times = {variant: list(t.times) for variant, t in timings.items()}  # one per round
         set_fused_attn(model, True)
         reference = times[REFERENCE]
         for variant, ts in times.items():
