@@ -51,16 +51,42 @@ def test_row_step_equals_full_attention_with_a_row_mask(grid):
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("grid", GRIDS)
-def test_column_step_equals_full_attention_with_a_column_mask(grid):
+def test_column_step_equals_full_attention_with_a_column_mask(grid, batch):
     gh, gw = grid
     axial = _module(grid)
-    x = torch.randn(2, gh * gw, 32)
+    x = torch.randn(batch, gh * gw, 32)
     with torch.no_grad():
-        columns = x.reshape(2, gh, gw, 32).transpose(1, 2).reshape(2 * gw, gh, 32)
-        ours = axial.col(columns).reshape(2, gw, gh, 32).transpose(1, 2).reshape(2, gh * gw, 32)
         reference = masked_full(axial.col, x, axial_mask(grid, "col"))
-    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+        # The idea: the columns as sequences of their own, through `col`'s forward ...
+        columns = x.reshape(batch, gh, gw, 32).transpose(1, 2).reshape(batch * gw, gh, 32)
+        by_forward = axial.col(columns).reshape(batch, gw, gh, 32).transpose(1, 2)
+        # ... and the module's column step, on views of the raster-order projections.
+        by_views = axial._columns(x.reshape(batch, gh, gw, 32))
+    torch.testing.assert_close(by_forward.reshape(batch, gh * gw, 32), reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_views.reshape(batch, gh * gw, 32), reference, atol=1e-5, rtol=0)
+
+
+def test_column_step_views_one_image_without_copies():
+    axial = _module((4, 3))
+    seen = []
+    attend = axial.col.attend
+    axial.col.attend = lambda q, k, v, bias=None: seen.append((q, k, v)) or attend(q, k, v, bias)
+    with torch.no_grad():
+        axial(torch.randn(1, 12, 32))
+    ((q, k, v),) = seen
+    assert q.shape == (3, 4, 4, 8)  # (B·gw, h, gh, d)
+    # For one image the column queries, keys and values are strided views of one qkv tensor.
+    assert not q.is_contiguous()
+    assert (
+        q.untyped_storage().data_ptr()
+        == k.untyped_storage().data_ptr()
+        == v.untyped_storage().data_ptr()
+    )
+    assert (
+        q.stride()[2] == 3 * 3 * 32
+    )  # the next token of a column is one grid row (gw · 3D) further
 
 
 @pytest.mark.parametrize("sum_axial_out", [False, True])
@@ -114,6 +140,43 @@ def test_recorder_sees_both_steps_and_two_steps_reach_every_token():
     composed = col @ row  # (N, N): query → column neighbour → row of that neighbour
     assert (composed > 0).all()  # after two steps, every token reaches every other
     torch.testing.assert_close(composed.sum(-1), torch.ones(N))
+
+
+def test_analysis_scatters_each_step_like_a_loop_and_composes_them():
+    from vitutils.analysis import axial_attention, axial_reach, axial_to_full
+
+    gh, gw, B, h = 3, 4, 2, 4
+    N = gh * gw
+    axial = _module((gh, gw))
+    with record_attention(axial) as weights, torch.no_grad():
+        axial(torch.randn(B, N, 32))
+    row, col = (
+        axial_to_full(weights["row"], (gh, gw), "row"),
+        axial_to_full(weights["col"], (gh, gw), "col"),
+    )
+    assert row.shape == col.shape == (B, h, N, N)
+    expected_row, expected_col = torch.zeros(B, h, N, N), torch.zeros(B, h, N, N)
+    for b in range(B):  # by hand: grid row i of image b is record b·gh + i; column j is b·gw + j
+        for i in range(gh):
+            expected_row[b, :, i * gw : (i + 1) * gw, i * gw : (i + 1) * gw] = weights["row"][
+                b * gh + i
+            ]
+        for j in range(gw):
+            idx = torch.arange(j, N, gw)
+            expected_col[b, :, idx[:, None], idx[None, :]] = weights["col"][b * gw + j]
+    assert row.equal(expected_row) and col.equal(expected_col)
+    # Both steps through the same recorder names a ViT gives them, in layer order.
+    records = {"blocks.0.attn.row": weights["row"], "blocks.0.attn.col": weights["col"]}
+    rows, cols = axial_attention(records, (gh, gw))
+    assert rows.shape == (1, B, h, N, N) and rows[0].equal(row) and cols[0].equal(col)
+    reach = axial_reach(row, col)  # (B, N, N)
+    torch.testing.assert_close(reach, col.mean(1) @ row.mean(1))
+    assert (reach > 0).all()
+    torch.testing.assert_close(reach.sum(-1), torch.ones(B, N))
+    with pytest.raises(ValueError, match=r"row weights of a 3 × 4 grid must be \(B·3, h, 4, 4\)"):
+        axial_to_full(weights["col"], (gh, gw), "row")
+    with pytest.raises(ValueError, match="expected .row and .col records"):
+        axial_attention({"blocks.0.attn": weights["row"]}, (gh, gw))
 
 
 def test_non_grid_input_and_bad_arguments_are_clear_errors():

@@ -1,5 +1,5 @@
 """Looking inside a trained ViT (chapter 8): attention rollout, mean attention distance, and the three
-panels of the ViT paper's Figure 7.
+panels of the ViT paper's Figure 7; and the maps of an axial ViT (chapter 10).
 
 Every function takes attention weights as `vitutils.attention.record_attention` records them: one
 (B, h, T, T) tensor per layer, post-softmax, T = prefix tokens + N patch tokens (the class token first),
@@ -19,13 +19,23 @@ turns both into one (L, B, h, T, T) tensor. `collect_attention` runs a model and
   each query's weights over the patch keys are renormalised to sum to 1, so a head that attends mostly to
   the class token is not mistaken for a local one, and uniform attention gives the grid's mean pairwise
   distance.
+- **Axial attention** (chapter 10): `axial_to_full` scatters a row or column step's recorded weights into
+  the (N, N) matrix of full attention they stand for (zero outside the query's row or column);
+  `axial_attention` does it for every layer of an axial ViT; `axial_reach` composes the column step after
+  the row step, C·R, the weight with which a query's output draws on each token's value through both
+  steps (heads fused, the projections between the steps ignored, as rollout ignores the MLPs).
 - **Figure 7, left**: the principal components of the patch-embedding filters (`embedding_components`).
   **Centre**: the cosine similarity of the position embeddings, `vitutils.positional.pos_embed_similarity`.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -36,10 +46,14 @@ from vitutils.patches import to_2tuple
 __all__ = [
     "HEAD_FUSIONS",
     "attention_rollout",
+    "axial_attention",
+    "axial_reach",
+    "axial_to_full",
     "class_attention_maps",
     "collect_attention",
     "embedding_components",
     "fuse_heads",
+    "main",
     "mean_attention_distance",
     "patch_distances",
     "stack_attention",
@@ -226,3 +240,113 @@ def embedding_components(weight: Tensor | nn.Module, k: int = 28) -> tuple[Tenso
     _, s, vh = torch.linalg.svd(centred, full_matrices=False)  # vh: (min(D, CPP), C·P·P)
     explained = s**2 / (s**2).sum()
     return vh[:k].reshape(k, C, ph, pw), explained[:k]
+
+
+def axial_to_full(weights: Tensor, grid: int | tuple[int, int], axis: str) -> Tensor:
+    """One axial step's weights as full attention over the grid in raster order: row weights
+    (B·gh, h, gw, gw) or column weights (B·gw, h, gh, gh), as `record_attention` records them, →
+    (B, h, N, N), zero outside each query's row (column). Rows still sum to 1.
+
+    Book: chapter 10, "The row step and the column step".
+    """
+    gh, gw = to_2tuple(grid)
+    if axis not in ("row", "col"):
+        raise ValueError(f"axis must be 'row' or 'col', got {axis!r}")
+    lines, length = (gh, gw) if axis == "row" else (gw, gh)
+    if weights.ndim != 4 or weights.shape[-2:] != (length, length) or weights.shape[0] % lines:
+        raise ValueError(
+            f"{axis} weights of a {gh} × {gw} grid must be (B·{lines}, h, {length}, {length}), "
+            f"got {tuple(weights.shape)}"
+        )
+    B, h = weights.shape[0] // lines, weights.shape[1]
+    w = weights.reshape(B, lines, h, length, length).transpose(
+        0, 1
+    )  # (lines, B, h, length, length)
+    full = weights.new_zeros(B, h, gh, gw, gh, gw)  # (B, h, query row, col, key row, col)
+    line = torch.arange(lines)
+    if axis == "row":
+        full[:, :, line, :, line, :] = w  # query and key in the same grid row
+    else:
+        full[:, :, :, line, :, line] = w  # query and key in the same grid column
+    return full.reshape(B, h, gh * gw, gh * gw)
+
+
+def axial_attention(
+    records: Mapping[str, Tensor], grid: int | tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """`record_attention`'s dict of an axial model → (row, col) weights as full attention, each
+    (L, B, h, N, N) in layer order.
+
+    Book: chapter 10, "Inside the trained axial ViT".
+    """
+    steps = {
+        axis: [axial_to_full(w, grid, axis) for name, w in records.items() if name.endswith(axis)]
+        for axis in ("row", "col")
+    }
+    if not steps["row"] or len(steps["row"]) != len(steps["col"]):
+        raise ValueError(f"expected .row and .col records of axial attention, got {list(records)}")
+    return torch.stack(steps["row"]), torch.stack(steps["col"])
+
+
+def axial_reach(row: Tensor, col: Tensor, head_fusion: str = "mean") -> Tensor:
+    """The reach of both steps, C·R (..., N, N): row i is how much query i's output draws on each token
+    through the row step R then the column step C, with heads fused (`fuse_heads`) in each step. Inputs
+    (..., h, N, N) from `axial_to_full`. Every entry is positive once both steps have run: two steps reach
+    every token.
+
+    Book: chapter 10, "Two steps reach every token".
+    """
+    return fuse_heads(col, head_fusion) @ fuse_heads(row, head_fusion)  # (..., N, N)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Command line: the row and column attention (heads fused by their mean) of a trained axial run on
+    the first test images, in every layer, as JSON for chapter 10, with the command, date and commit."""
+    from vitutils.augment import normalize_uint8  # here: the analysis functions need no data code
+    from vitutils.checkpoint import environment, load_run
+    from vitutils.evaluation import load_split
+    from vitutils.patches import grid_size
+
+    parser = argparse.ArgumentParser(prog="python -m vitutils.analysis", description=main.__doc__)
+    parser.add_argument("--run", type=Path, required=True, help="an axial training run's directory")
+    parser.add_argument(
+        "--images", type=int, default=6, help="how many test images, from the first"
+    )
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    model, recipe, _ = load_run(args.run)
+    if recipe.model.attn_type != "axial":
+        raise ValueError(f"{args.run} is not an axial run (attn_type={recipe.model.attn_type!r})")
+    images, labels = load_split("test")
+    with torch.no_grad(), record_attention(model) as records:
+        logits = model(normalize_uint8(images[: args.images]))
+    gh, gw = grid_size(recipe.model.img_size, recipe.model.patch_size)
+    B = args.images
+
+    def fused(name: str, lines: int) -> list:  # (B·lines, h, n, n) → (B, lines, n, n), 4 decimals
+        w = records[name].mean(dim=1)
+        return w.reshape(B, lines, *w.shape[-2:]).mul(1e4).round().div(1e4).tolist()
+
+    report = {
+        "command": " ".join(["python -m vitutils.analysis", *argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment("cpu", 1),
+        "run": args.run.as_posix(),
+        "grid": [gh, gw],
+        "test_indices": list(range(B)),
+        "labels": labels[:B].tolist(),
+        "predictions": logits.argmax(-1).tolist(),
+        # per layer, per image: row weights (gh, gw, gw) and column weights (gw, gh, gh), head mean
+        "layers": [
+            {"row": fused(f"blocks.{i}.attn.row", gh), "col": fused(f"blocks.{i}.attn.col", gw)}
+            for i in range(recipe.model.depth)
+        ],
+    }
+    if args.out:
+        args.out.write_text(json.dumps(report) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

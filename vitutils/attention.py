@@ -187,18 +187,26 @@ class Attention(nn.Module):
                 raise ValueError(
                     f"relative position bias has shape {tuple(bias.shape)}, expected {(h, N, N)}"
                 )
-        if self.fused_attn and self.recorder is None:
-            dropout_p = self.attn_drop.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=self.scale
-            )  # (B, h, N, d)
-        else:
-            weights = attention_weights(q, k, bias, scale=self.scale)  # (B, h, N, N)
-            if self.recorder is not None:
-                self.recorder(weights.detach())
-            x = self.attn_drop(weights) @ v  # (B, h, N, d)
+        x = self.attend(q, k, v, bias)  # (B, h, N, d)
         x = x.transpose(1, 2).reshape(B, N, D)  # (B, N, D): heads concatenated
         return self.proj_drop(self.proj(x))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
+        """The heads' attention: q, k, v (..., h, N, d) → (..., h, N, d), with `bias` added to the logits.
+
+        The fused kernel, or the written-out softmax when `fused_attn` is off or a recorder is set (the
+        recorder receives the weights (..., h, N, N)). `forward` calls it, and so does
+        `vitutils.axial.AxialAttention`, which hands it strided views of the grid's columns.
+        """
+        if self.fused_attn and self.recorder is None:
+            dropout_p = self.attn_drop.p if self.training else 0.0
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=self.scale
+            )  # (..., h, N, d)
+        weights = attention_weights(q, k, bias, scale=self.scale)  # (..., h, N, N)
+        if self.recorder is not None:
+            self.recorder(weights.detach())
+        return self.attn_drop(weights) @ v  # (..., h, N, d)
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, head_dim={self.head_dim}, fused_attn={self.fused_attn}"

@@ -10,8 +10,10 @@ has reached every other one, through the token at the crossing of its row and th
   `row.qkv`, `row.proj`, ...), so `record_attention` (chapter 4) records the row weights
   (B·gh, h, gw, gw) and the column weights (B·gw, h, gh, gh) as they are, and `set_fused_attn` switches
   both. The rows of all images form one batch, and so do the columns: two calls of
-  `F.scaled_dot_product_attention`, and one transposing copy of the grid before and after the column
-  step. `sum_axial_out=True` runs both steps on the same input and adds them (lucidrains/axial-attention's
+  `F.scaled_dot_product_attention`. The row step is `row`'s forward on the grid's rows (a view); the
+  column step calls `col`'s layers and its `attend` on column views of the queries, keys and values,
+  so that the only copy is the column output's way back to raster order (for one image).
+  `sum_axial_out=True` runs both steps on the same input and adds them (lucidrains/axial-attention's
   `sum_axial_out`) instead of composing them.
 - `AxialPositionEmbedding`: one learned vector per row plus one per column, broadcast over the grid
   (gh + gw vectors instead of gh · gw).
@@ -105,13 +107,29 @@ class AxialAttention(nn.Module):
                 f"axial attention over a {gh} × {gw} grid needs {gh * gw} tokens, got {N} "
                 "(a class token or dropped patches do not fit a grid)"
             )
-        grid = x.reshape(B, gh, gw, D)  # (B, gh, gw, D), a view
+        grid = x.reshape(B, gh, gw, D)  # (B, gh, gw, D)
         rows = self.row(grid.reshape(B * gh, gw, D)).reshape(B, gh, gw, D)  # each row on its own
-        source = grid if self.sum_axial_out else rows
-        cols = source.transpose(1, 2).reshape(B * gw, gh, D)  # (B·gw, gh, D): one copy
-        cols = self.col(cols).reshape(B, gw, gh, D).transpose(1, 2)  # (B, gh, gw, D), a view
+        cols = self._columns(grid if self.sum_axial_out else rows)  # (B, gh, gw, D)
         out = rows + cols if self.sum_axial_out else cols
-        return out.reshape(B, N, D)  # (B, N, D): one copy back to raster order
+        return out.reshape(B, N, D)
+
+    def _columns(self, grid: Tensor) -> Tensor:
+        """The column step on a grid in raster order (B, gh, gw, D) → (B, gh, gw, D).
+
+        `self.col`'s own layers and kernel, called piece by piece instead of through `self.col(...)`: the
+        projections run on the tokens in raster order, and only the queries, keys and values are viewed
+        column by column. For one image those views need no copy; the output's way back to raster order
+        is the step's one copy (chapter 10, "Without needless copies").
+        """
+        B, gh, gw, D = grid.shape
+        h, d = self.col.num_heads, self.col.head_dim
+        qkv = self.col.qkv(grid).reshape(B, gh, gw, 3, h, d)  # (B, gh, gw, 3, h, d)
+        q, k, v = (  # 3 × (B·gw, h, gh, d): a view for B = 1, a copy otherwise
+            t.reshape(B * gw, h, gh, d) for t in qkv.permute(3, 0, 2, 4, 1, 5).unbind(0)
+        )
+        out = self.col.attend(q, k, v)  # (B·gw, h, gh, d)
+        out = out.reshape(B, gw, h, gh, d).permute(0, 3, 1, 2, 4).reshape(B, gh, gw, D)  # one copy
+        return self.col.proj_drop(self.col.proj(out))
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, sum_axial_out={self.sum_axial_out}"
