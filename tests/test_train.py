@@ -189,7 +189,7 @@ def test_help_lists_the_recipes():
     [
         (
             ["--recipe", "fast", "--out", "X"],
-            "unknown recipe 'fast'; expected one of: uva, cpu, gpu, smoke",
+            "unknown recipe 'fast'; expected one of: uva, cpu, cpu_axial, cpu_axial_p2, cpu_p2, gpu, smoke",
         ),
         (["--recipe", "smoke", "--out", "X", "--resume"], "nothing to resume in X"),
         (

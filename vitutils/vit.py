@@ -141,7 +141,8 @@ def _cifar(embed_dim: int, depth: int, num_heads: int) -> ViTConfig:
     )
 
 
-# timm's ImageNet models (ViT paper, Table 1, plus DeiT's Tiny and Small) and 32 × 32 CIFAR-10 ones.
+# timm's ImageNet models (ViT paper, Table 1, plus DeiT's Tiny and Small) and 32 × 32 CIFAR-10 ones (all
+# with timm's state dict except the axial one, which timm does not have).
 PRESETS: dict[str, ViTConfig] = {
     "vit_tiny_patch16_224": _imagenet(16, 192, 12, 3),
     "vit_small_patch16_224": _imagenet(16, 384, 12, 6),
@@ -151,6 +152,10 @@ PRESETS: dict[str, ViTConfig] = {
     "vit_huge_patch14_224": _imagenet(14, 1280, 32, 16),
     "vit_cifar_tiny": _cifar(192, 6, 3),
     "vit_cifar_small": _cifar(384, 6, 6),
+    # Chapter 10: the tiny one with axial attention; the grid has no room for a class token.
+    "vit_cifar_tiny_axial": _cifar(192, 6, 3).replace(
+        attn_type="axial", class_token=False, global_pool="avg", pos_embed="axial"
+    ),
 }
 
 
