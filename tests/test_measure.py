@@ -178,3 +178,40 @@ def test_the_committed_reference_measurement():
             )
             > 1.9
         )
+
+
+def test_axial_sweep_and_its_command_line(tmp_path, monkeypatch):
+    rows = measure.axial_sweep([4, 16], dim=32, num_heads=2, repeats=1, warmup=0)
+    assert [(r["grid"], r["tokens"]) for r in rows] == [(4, 16), (16, 256)]
+    for r in rows:
+        n, g, D = r["tokens"], r["grid"], 32
+        assert r["full_flops"] == 8 * n * D * D + 4 * n * n * D  # qkv + proj, QKᵀ + AV
+        assert r["axial_flops"] == 2 * 8 * n * D * D + 4 * n * (g + g) * D  # two steps of g tokens
+        assert all(r[f"{m}_{p}_s"] > 0 for m in ("full", "axial") for p in ("fused", "teaching"))
+        # Full attention's teaching path holds logits and weights (2·h·N·N) beside qkv (3·N·D).
+        assert r["full_teaching_peak_bytes"] == 4 * (2 * 2 * n * n + 3 * n * D)
+    big = rows[-1]
+    assert big["axial_teaching_peak_bytes"] < big["full_teaching_peak_bytes"] / 2
+    monkeypatch.setattr(measure, "FULL_GRIDS", (4,))
+    out = tmp_path / "axial.json"
+    measure.main(["--sweep", "axial", "--out", str(out), "--repeats", "1"])
+    report = json.loads(out.read_text())
+    assert [r["grid"] for r in report["devices"]["cpu"]["axial"]] == [4]
+    assert report["axial"]["grids"] == [4] and "attention" not in report["devices"]["cpu"]
+
+
+def test_the_committed_axial_measurement():
+    # book/data/axial_cost.json is what chapter 10 renders: full against axial attention on the grids
+    # the module declares, with the machine and commit.
+    path = Path(__file__).resolve().parents[1] / "book" / "data" / "axial_cost.json"
+    report = json.loads(path.read_text())
+    assert report["command"].startswith("python -m vitutils.measure --sweep axial")
+    for device, result in report["devices"].items():
+        assert len(result["environment"]["commit"]) == 40
+        rows = result["axial"]
+        assert [r["grid"] for r in rows] == list(measure.FULL_GRIDS)
+        goal = rows[-1]  # 64 × 64, width 64, 4 heads: a FLOP ratio of 11
+        assert goal["grid"] == 64 and 10.9 < goal["full_flops"] / goal["axial_flops"] < 11.1
+        if device == "cpu":
+            n = goal["tokens"]
+            assert goal["full_teaching_peak_bytes"] == 4 * (2 * 4 * n * n + 3 * n * 64)

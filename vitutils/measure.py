@@ -18,7 +18,8 @@
   operators that ran, which is how chapter 9 names the attention kernel the CPU uses.
 
 `python -m vitutils.measure --out book/data/attention_cost.json` runs chapter 9's sweeps at their full
-sizes on the CPU and, where there is one, on a GPU, and writes them with the machine and commit.
+sizes on the CPU and, where there is one, on a GPU, and writes them with the machine and commit;
+`--sweep axial --out book/data/axial_cost.json` runs chapter 10's (`axial_sweep`: full against axial).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +45,15 @@ from torch.utils._pytree import tree_leaves
 
 from vitutils import cost
 from vitutils.attention import Attention, scaled_dot_product_attention, set_fused_attn
+from vitutils.axial import AxialAttention
 from vitutils.checkpoint import environment
-from vitutils.vit import ViT, vit_config
+from vitutils.vit import ViT, ViTConfig, vit_config
 
 __all__ = [
     "PeakMemory",
     "Timing",
     "attention_sweep",
+    "axial_sweep",
     "fit_slope",
     "main",
     "model_sweep",
@@ -290,16 +295,73 @@ def model_sweep(
     return rows
 
 
+def axial_sweep(
+    grids: Sequence[int],
+    *,
+    dim: int = 64,
+    num_heads: int = 4,
+    batch_size: int = 1,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> list[dict]:
+    """Full `Attention` against `AxialAttention` (inference) on a g × g grid of tokens, for each g: time of
+    both on both paths, interleaved in one run, peak memory, and the FLOPs of `cost.forward_flops`.
+
+    Book: chapter 10, "What axial attention saves".
+    """
+    torch.manual_seed(seed)
+    full = Attention(dim=dim, num_heads=num_heads, qkv_bias=True).to(device).eval()
+    rows = []
+    for g in grids:
+        torch.manual_seed(seed)
+        axial = AxialAttention(dim=dim, num_heads=num_heads, grid_size=g).to(device).eval()
+        x = torch.randn(batch_size, g * g, dim, device=device)  # (B, N, D)
+        layers = {"full": full, "axial": axial}
+
+        def run(name: str, fused: bool, x=x, layers=layers) -> torch.Tensor:
+            set_fused_attn(layers[name], fused)
+            return layers[name](x)
+
+        paths = (("fused", True), ("teaching", False))
+        calls = {f"{n}_{p}": partial(run, n, fused) for n in layers for p, fused in paths}
+        with torch.no_grad():
+            timings = time_calls(calls, repeats=repeats, warmup=warmup, device=device)
+            peaks = {name: peak_memory(call, device=device) for name, call in calls.items()}
+        set_fused_attn(full, True)
+        one_block = dict(img_size=g, patch_size=1, in_chans=1, embed_dim=dim, depth=1)
+        one_block.update(num_heads=num_heads, class_token=False, global_pool="avg")
+        flops = {}
+        for name in layers:  # the layer's FLOPs: one block's qkv, proj and products on g × g tokens
+            part = cost.forward_flops(ViTConfig(**one_block, attn_type=name))
+            flops[name] = batch_size * (part["qkv + proj"] + part["attention (QKᵀ, AV)"])
+        rows.append(
+            {
+                "grid": g,
+                "tokens": g * g,
+                **{f"{name}_flops": f for name, f in flops.items()},
+                **{f"{name}_s": t.median for name, t in timings.items()},
+                **{f"{name}_quartiles_s": t.quartiles for name, t in timings.items()},
+                **{f"{name}_peak_bytes": p.peak_bytes for name, p in peaks.items()},
+            }
+        )
+    return rows
+
+
 FULL_TOKENS = (256, 512, 1024, 2048, 4096, 8192)
 FULL_IMAGE_SIZES = (224, 320, 448, 576, 704, 832, 960)
 MODEL_PRESET = "vit_tiny_patch16_224"
+FULL_GRIDS = (8, 16, 24, 32, 48, 64)  # chapter 10: g × g tokens, up to the goal's 64 × 64
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Command line: chapter 9's sweeps at full size, on the CPU and on a GPU if there is one."""
+    """Command line: chapter 9's sweeps (`--sweep attention`) or chapter 10's (`--sweep axial`) at full
+    size, on the CPU and on a GPU if there is one."""
     parser = argparse.ArgumentParser(prog="python -m vitutils.measure", description=main.__doc__)
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweep", choices=("attention", "axial"), default="attention")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -307,18 +369,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "command": " ".join(["python -m vitutils.measure", *argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "repeats": args.repeats,
-        "attention": {"dim": 192, "num_heads": 3, "batch_size": 1},
-        "model": MODEL_PRESET,
+        # glibc's allocator settings, if any: they change how often freed memory goes back to the kernel
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "devices": {},
     }
+    if args.sweep == "axial":
+        report["axial"] = {"dim": 64, "num_heads": 4, "batch_size": 1, "grids": FULL_GRIDS}
+    else:
+        report["attention"] = {"dim": 192, "num_heads": 3, "batch_size": 1}
+        report["model"] = MODEL_PRESET
     for device in devices:
-        report["devices"][device] = {
-            "environment": environment(device, 1),
-            "attention": attention_sweep(FULL_TOKENS, repeats=args.repeats, device=device),
-            "model": model_sweep(
+        rows = {"environment": environment(device, 1)}
+        if args.sweep == "axial":
+            rows["axial"] = axial_sweep(FULL_GRIDS, repeats=args.repeats, device=device)
+        else:
+            rows["attention"] = attention_sweep(FULL_TOKENS, repeats=args.repeats, device=device)
+            rows["model"] = model_sweep(
                 MODEL_PRESET, FULL_IMAGE_SIZES, repeats=args.repeats, device=device
-            ),
-        }
+            )
+        report["devices"][device] = rows
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text + "\n")
