@@ -212,12 +212,23 @@ def _inside_explorer(static_images=None):
     return viz.inside_explorer(images, titles, maps, rollouts, static_images=static_images)
 
 
+def _axial_explorer(static_images=(0, 1)):
+    from vitutils.data.images import SAMPLE_IMAGES, square_photo
+
+    names = [SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)] for i in range(4)]
+    images = [square_photo(n, 32) for n in names]
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(3, 4, 6, 64, 64, generator=g).softmax(-1)  # (row, col, reach) × (B, L, N, N)
+    return viz.axial_explorer(images, names, *maps, (8, 8), static_images=static_images)
+
+
 BOOK_EXPLORERS = {
     "patch": lambda: viz.patch_explorer(["chelsea", "coffee"], size=64),
     "positional": lambda: viz.positional_explorer(grid_size=(4, 6)),
     "attention": lambda: viz.attention_explorer("coffee", size=64, patch_size=16),
     "inside": lambda: _inside_explorer(static_images=(0, 3)),
     "cost": lambda: viz.cost_explorer(),
+    "axial": _axial_explorer,
 }
 
 
@@ -287,6 +298,7 @@ def test_book_explorer_live_and_static_agree(name):
         (viz.attention_explorer, 3 * 3 * 4),
         (lambda: _inside_explorer(static_images=(0, 1, 2, 3)), 4 * 6 * 4),
         (viz.cost_explorer, 4 * 3 * 3),
+        (_axial_explorer, 2 * 2 * 3),
     ],
 )
 def test_book_explorers_stay_light(build, frames):

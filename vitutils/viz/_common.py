@@ -13,6 +13,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from vitutils.data.images import to_tensor
+from vitutils.explorer import Control
 from vitutils.patches import grid_size, patchify, to_2tuple
 
 
@@ -36,6 +37,46 @@ def hwc(image: Tensor | np.ndarray) -> np.ndarray:
     """An image as (C, H, W) or (H, W, C), tensor or array -> an (H, W, C) array for `imshow`."""
     a = np.asarray(image)
     return a.transpose(1, 2, 0) if a.ndim == 3 and a.shape[0] in (1, 3) else a  # (H, W, C)
+
+
+def overlay(ax: Axes, image: Tensor | np.ndarray, heat: Tensor | np.ndarray, alpha: float = 0.6):
+    """The image, and the (gh, gw) map stretched over it with `imshow`'s extent (magma, its own 0..max
+    scale), so that nothing is resampled in Python; returns the map's image for a colour bar."""
+    picture = hwc(image)
+    H, W = picture.shape[:2]
+    heat = np.asarray(heat, dtype=np.float32)
+    ax.imshow(picture, extent=(0, W, H, 0), interpolation="nearest")
+    im = ax.imshow(
+        heat,
+        extent=(0, W, H, 0),
+        cmap="magma",
+        alpha=alpha,
+        vmin=0,
+        vmax=float(heat.max()) or 1.0,
+        interpolation="nearest",
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def query_control(gh: int, gw: int, static_queries=None) -> Control:
+    """An explorer's "query" control over every patch (row, col) of a gh × gw grid; the static book
+    pre-renders `static_queries` (default: three on the diagonal, the first of them the default)."""
+    from vitutils.explorer import (
+        Control,
+    )  # here: explorer imports nothing from viz, but keep it lazy
+
+    if static_queries is None:
+        static_queries = [(gh // 4, gw // 4), (gh // 2, gw // 2), (3 * gh // 4, 3 * gw // 4)]
+    static_queries = tuple(tuple(q) for q in static_queries)
+    return Control(
+        "query",
+        tuple((r, c) for r in range(gh) for c in range(gw)),
+        label="query patch (row, col)",
+        default=static_queries[0],
+        static=static_queries,
+    )
 
 
 def p_label(patch_size) -> str:

@@ -12,12 +12,11 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from vitutils.explorer import Control, Explorer
-from vitutils.viz._common import hwc
+from vitutils.viz._common import hwc, overlay
 
 __all__ = [
     "inside_explorer",
@@ -27,26 +26,6 @@ __all__ = [
     "plot_inside",
     "plot_rollouts",
 ]
-
-
-def _overlay(ax: Axes, image: Tensor | np.ndarray, heat: Tensor | np.ndarray, alpha: float = 0.6):
-    """The image, and the (gh, gw) map stretched over it (magma, its own 0..max scale)."""
-    picture = hwc(image)
-    H, W = picture.shape[:2]
-    heat = np.asarray(heat, dtype=np.float32)
-    ax.imshow(picture, extent=(0, W, H, 0), interpolation="nearest")
-    im = ax.imshow(
-        heat,
-        extent=(0, W, H, 0),
-        cmap="magma",
-        alpha=alpha,
-        vmin=0,
-        vmax=float(heat.max()) or 1.0,
-        interpolation="nearest",
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return im
 
 
 def plot_embedding_components(
@@ -114,7 +93,7 @@ def plot_class_attention(image: Tensor | np.ndarray, maps: Tensor, *, title: str
         axes[layer, 0].set_yticks([])
         axes[layer, 0].set_ylabel(f"layer {layer + 1}", fontsize=8)
         for head in range(h):
-            _overlay(axes[layer, head + 1], image, maps[layer, head])
+            overlay(axes[layer, head + 1], image, maps[layer, head])
             if layer == 0:
                 axes[layer, head + 1].set_title(f"head {head + 1}", fontsize=8)
     fig.suptitle(title or "What the class token attends to, per layer and head")
@@ -139,7 +118,7 @@ def plot_rollouts(
         axes[0, k].imshow(hwc(images[k]), interpolation="nearest")
         axes[0, k].set_title(titles[k], fontsize=7)
         axes[0, k].axis("off")
-        _overlay(axes[1, k], images[k], maps[k])
+        overlay(axes[1, k], images[k], maps[k])
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -163,10 +142,10 @@ def plot_inside(
     h = maps.shape[2] - 1
     k = h if head == "mean" else int(head) - 1
     fig, axes = plt.subplots(1, 2, figsize=(4.6, 2.7), layout="constrained")
-    _overlay(axes[0], images[image], maps[image, layer - 1, k])
+    overlay(axes[0], images[image], maps[image, layer - 1, k])
     which = "mean of the heads" if head == "mean" else f"head {head}"
     axes[0].set_title(f"class token, layer {layer},\n{which}", fontsize=8)
-    _overlay(axes[1], images[image], rollouts[image])
+    overlay(axes[1], images[image], rollouts[image])
     axes[1].set_title("rollout through\nall layers", fontsize=8)
     fig.suptitle(f"{titles[image]} (each map on its own scale)", fontsize=8)
     return fig

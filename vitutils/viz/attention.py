@@ -18,7 +18,7 @@ from vitutils.attention import PATCH_FEATURE_KINDS, attention_entropy, patch_att
 from vitutils.data.images import square_photo
 from vitutils.explorer import Control, Explorer
 from vitutils.patches import grid_index, grid_size, to_2tuple
-from vitutils.viz._common import image_and_tiles, outline, p_label, rgb
+from vitutils.viz._common import image_and_tiles, outline, p_label, query_control, rgb
 from vitutils.viz.patches import plot_image_with_grid
 
 __all__ = ["attention_explorer", "plot_patch_attention"]
@@ -99,21 +99,11 @@ def attention_explorer(
     """
     photo = square_photo(image, size)  # (size, size, 3)
     gh, gw = grid_size(size, patch_size)
-    queries = tuple((r, c) for r in range(gh) for c in range(gw))
-    if static_queries is None:
-        static_queries = [(gh // 4, gw // 4), (gh // 2, gw // 2), (3 * gh // 4, 3 * gw // 4)]
-    static_queries = tuple(tuple(q) for q in static_queries)
     return Explorer(
         title="Attention explorer",
         plot=_query_frame,
         controls=(
-            Control(
-                "query",
-                queries,
-                label="query patch (row, col)",
-                default=static_queries[0],
-                static=static_queries,
-            ),
+            query_control(gh, gw, static_queries),
             Control("kind", PATCH_FEATURE_KINDS, label="features"),
             Control("temperature", TEMPERATURES, default=1.0, static=tuple(static_temperatures)),
         ),
