@@ -175,7 +175,7 @@ def test_analysis_scatters_each_step_like_a_loop_and_composes_them():
     torch.testing.assert_close(reach.sum(-1), torch.ones(B, N))
     with pytest.raises(ValueError, match=r"row weights of a 3 × 4 grid must be \(B·3, h, 4, 4\)"):
         axial_to_full(weights["col"], (gh, gw), "row")
-    with pytest.raises(ValueError, match="expected .row and .col records"):
+    with pytest.raises(ValueError, match=r"expected \.row and \.col records"):
         axial_attention({"blocks.0.attn": weights["row"]}, (gh, gw))
 
 

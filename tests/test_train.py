@@ -259,3 +259,29 @@ def test_compare_trains_every_change_from_the_same_seed():
         results["no flip"]["log"]["epochs"][0]["train_loss"], abs=1e-6
     )  # the change reached the run
     assert results["a"]["images_per_s"] > 0 and results["a"]["train_seconds"] > 0
+
+
+def test_axial_maps_command_writes_every_layers_row_and_column_weights(full_run, tmp_path):
+    from vitutils import analysis
+
+    axial = {"attn_type": "axial", "class_token": False, "global_pool": "avg", "pos_embed": "axial"}
+    run = tmp_path / "axial"
+    train.train(SMOKE.replace(model=axial), run, max_steps=3, progress=False, test=False)
+    out = tmp_path / "maps.json"
+    analysis.main(["--run", str(run), "--images", "2", "--out", str(out)])
+    maps = json.loads(out.read_text())
+    assert maps["command"].startswith("python -m vitutils.analysis --run")
+    assert (
+        maps["grid"] == [8, 8] and maps["test_indices"] == [0, 1] and len(maps["predictions"]) == 2
+    )
+    from vitutils.evaluation import load_split
+
+    assert maps["labels"] == load_split("test")[1][:2].tolist()
+    assert len(maps["layers"]) == SMOKE.model.depth
+    for layer in maps["layers"]:
+        row, col = torch.tensor(layer["row"]), torch.tensor(layer["col"])
+        assert row.shape == col.shape == (2, 8, 8, 8)  # (B, gh, gw, gw) and (B, gw, gh, gh)
+        torch.testing.assert_close(row.sum(-1), torch.ones(2, 8, 8), atol=1e-3, rtol=0)
+        torch.testing.assert_close(col.sum(-1), torch.ones(2, 8, 8), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="is not an axial run"):
+        analysis.main(["--run", str(full_run), "--images", "1"])
