@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     B = args.images
 
     def fused(name: str, lines: int) -> list:  # (B·lines, h, n, n) → (B, lines, n, n), 4 decimals
-        w = records[name].mean(dim=1)
+        w = records[name].mean(dim=1).double()  # double: 4 decimals print as 4 decimals
         return w.reshape(B, lines, *w.shape[-2:]).mul(1e4).round().div(1e4).tolist()
 
     report = {
