@@ -76,7 +76,9 @@ VARIANTS = [
 ]
 
 
-TIMM_PRESETS = [name for name, cfg in PRESETS.items() if cfg.attn_type == "full"]  # timm has no axial
+TIMM_PRESETS = [
+    name for name, cfg in PRESETS.items() if cfg.attn_type == "full"
+]  # timm has no axial
 
 
 @pytest.mark.parametrize("name", TIMM_PRESETS)

@@ -197,6 +197,7 @@ def _cpu_variant(images_per_s: float, **model: Any) -> TrainConfig:
         description=f"the cpu recipe with {parts}, {int(steps)} steps in the same training time",
     )
 
+
 RECIPES: dict[str, TrainConfig] = {
     "uva": TrainConfig(
         model=_cifar_vit(
